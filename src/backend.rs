@@ -1,0 +1,49 @@
+//! Inference backends. A backend turns a batch of normalised NCHW images into logits; the rest of
+//! the tagger (preprocessing, softmax, labels, output) does not care which one ran.
+
+pub mod tract;
+
+#[cfg(feature = "ort")]
+pub mod ort;
+
+use anyhow::Result;
+
+/// Runs a classifier on a batch.
+pub trait Backend: Send + Sync {
+    /// Short name reported in outputs (`tract`, `ort`).
+    fn name(&self) -> &'static str;
+    /// Logits, `n * classes` values, for `n` images laid out as `[n, 3, 80, 60]` in `input`.
+    fn run(&self, input: &[f32], n: usize) -> Result<Vec<f32>>;
+}
+
+/// Which backend to load a model with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// tract, pure Rust (default, always available).
+    Tract,
+    /// onnxruntime through the `ort` crate (cargo feature `ort`, `ORT_DYLIB_PATH` set).
+    Ort,
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendKind::Tract => "tract",
+            BackendKind::Ort => "ort",
+        })
+    }
+}
+
+/// Builds the backend for a model file's bytes.
+pub fn load(kind: BackendKind, onnx: &[u8], threads: usize) -> Result<Box<dyn Backend>> {
+    match kind {
+        BackendKind::Tract => Ok(Box::new(tract::TractBackend::new(onnx, threads)?)),
+        #[cfg(feature = "ort")]
+        BackendKind::Ort => Ok(Box::new(ort::OrtBackend::new(onnx, threads)?)),
+        #[cfg(not(feature = "ort"))]
+        BackendKind::Ort => anyhow::bail!(
+            "this `tag` was built without onnxruntime support: rebuild with `--features ort` \
+             and set ORT_DYLIB_PATH to libonnxruntime.so"
+        ),
+    }
+}

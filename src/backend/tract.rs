@@ -1,0 +1,123 @@
+//! tract backend: the default, pure Rust, no system libraries.
+//!
+//! The ONNX graph is decluttered once with a symbolic batch dimension; a fully optimised plan is
+//! then built per batch size actually used (batch 1 for single images and frames, the folder
+//! batch size, the last partial batch) because tract optimises best with concrete shapes.
+
+use super::Backend;
+use crate::preprocess::{CHANNELS, HEIGHT, WIDTH};
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+use tract_onnx::prelude::*;
+
+type Plan = Arc<TypedRunnableModel>;
+
+pub struct TractBackend {
+    model: TypedModel,
+    /// Symbols of the input's batch dimension (empty when the model has a fixed batch).
+    batch_symbols: Vec<Symbol>,
+    fixed_batch: Option<usize>,
+    plans: Mutex<HashMap<usize, Plan>>,
+}
+
+impl TractBackend {
+    pub fn new(onnx: &[u8], threads: usize) -> Result<Self> {
+        set_threads(threads);
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut Cursor::new(onnx))
+            .map_err(|e| anyhow!("not a loadable ONNX model: {e:#}"))?
+            .into_typed()
+            .map_err(|e| anyhow!("ONNX model could not be typed by tract: {e:#}"))?
+            .into_decluttered()
+            .map_err(|e| anyhow!("ONNX model could not be simplified by tract: {e:#}"))?;
+        if model.inputs.len() != 1 || model.outputs.len() != 1 {
+            bail!(
+                "model has {} inputs and {} outputs; expected one image input and one logits output",
+                model.inputs.len(),
+                model.outputs.len()
+            );
+        }
+        let fact = model.input_fact(0)?.clone();
+        let shape = fact.shape.to_tvec();
+        let expected = [CHANNELS as i64, HEIGHT as i64, WIDTH as i64];
+        let matches = shape.len() == 4
+            && shape[1..]
+                .iter()
+                .zip(expected)
+                .all(|(d, e)| d.to_i64().ok() == Some(e));
+        if !matches || fact.datum_type != f32::datum_type() {
+            bail!(
+                "model input is {:?} {:?}; this tagger feeds f32 [N, 3, {HEIGHT}, {WIDTH}] \
+                 (export the model with `training export`)",
+                fact.datum_type,
+                shape
+            );
+        }
+        let batch_symbols: Vec<Symbol> = shape[0].symbols().into_iter().collect();
+        let fixed_batch = shape[0].to_i64().ok().map(|b| b as usize);
+        Ok(Self {
+            model,
+            batch_symbols,
+            fixed_batch,
+            plans: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn plan(&self, n: usize) -> Result<Plan> {
+        if let Some(p) = self.plans.lock().expect("plan cache").get(&n) {
+            return Ok(p.clone());
+        }
+        if let Some(b) = self.fixed_batch {
+            if b != n {
+                bail!("model has a fixed batch size of {b}; cannot run {n} images at once");
+            }
+        }
+        let subs: HashMap<Symbol, TDim> = self
+            .batch_symbols
+            .iter()
+            .map(|s| (s.clone(), TDim::Val(n as i64)))
+            .collect();
+        let plan = self
+            .model
+            .set_symbols(&subs)
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| anyhow!("tract could not optimise the model for batch {n}: {e:#}"))?;
+        self.plans
+            .lock()
+            .expect("plan cache")
+            .insert(n, plan.clone());
+        Ok(plan)
+    }
+}
+
+/// Sets tract's matrix-multiply executor: 1 = single thread, more = a rayon pool of that size.
+pub fn set_threads(threads: usize) {
+    use tract_linalg::multithread::{set_default_executor, Executor};
+    if threads > 1 {
+        set_default_executor(Executor::multithread(threads));
+    } else {
+        set_default_executor(Executor::SingleThread);
+    }
+}
+
+impl Backend for TractBackend {
+    fn name(&self) -> &'static str {
+        "tract"
+    }
+
+    fn run(&self, input: &[f32], n: usize) -> Result<Vec<f32>> {
+        let plan = self.plan(n)?;
+        let tensor = Tensor::from_shape(&[n, CHANNELS, HEIGHT as usize, WIDTH as usize], input)
+            .context("input batch has the wrong length")?;
+        let out = plan
+            .run(tvec!(tensor.into_tvalue()))
+            .map_err(|e| anyhow!("tract inference failed: {e:#}"))?;
+        let view = out[0]
+            .to_plain_array_view::<f32>()
+            .map_err(|e| anyhow!("model output is not f32 logits: {e:#}"))?;
+        Ok(view.iter().copied().collect())
+    }
+}

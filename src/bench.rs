@@ -1,0 +1,100 @@
+//! `tag bench`: model load time, latency percentiles, throughput, peak memory and model size,
+//! in the spirit of TFLite's benchmark_model.
+
+use crate::backend::BackendKind;
+use crate::model::Model;
+use crate::preprocess::IMAGE_LEN;
+use anyhow::Result;
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub backend: String,
+    pub threads: usize,
+    pub iterations: usize,
+    pub load_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub images_per_s: f64,
+    pub peak_rss_mb: f64,
+    pub model_bytes: usize,
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB; 0 where /proc is unavailable.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Percentile of sorted values, nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Loads the model (timed) and runs `iterations` single-image inferences after a warm-up.
+pub fn run(
+    load: impl FnOnce() -> Result<Model>,
+    kind: BackendKind,
+    threads: usize,
+    iterations: usize,
+) -> Result<BenchReport> {
+    let t = Instant::now();
+    let model = load()?;
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    // A fixed, image-like input: the values do not change the work a CNN does.
+    let input: Vec<f32> = (0..IMAGE_LEN)
+        .map(|i| ((i % 97) as f32 / 48.0) - 1.0)
+        .collect();
+    for _ in 0..iterations.clamp(1, 20) {
+        model.logits(&input, 1)?;
+    }
+    let mut times = Vec::with_capacity(iterations);
+    for _ in 0..iterations.max(1) {
+        let t = Instant::now();
+        model.logits(&input, 1)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    times.sort_by(f64::total_cmp);
+    Ok(BenchReport {
+        model: model.source.clone(),
+        backend: kind.to_string(),
+        threads,
+        iterations: times.len(),
+        load_ms,
+        p50_ms: percentile(&times, 50.0),
+        p90_ms: percentile(&times, 90.0),
+        p99_ms: percentile(&times, 99.0),
+        images_per_s: 1e3 / mean,
+        peak_rss_mb: peak_rss_mb(),
+        model_bytes: model.bytes_len,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&[3.0], 90.0), 3.0);
+    }
+}

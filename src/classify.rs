@@ -1,0 +1,101 @@
+//! From logits to a verdict: softmax, top-k and the needs-review threshold.
+
+use serde::Serialize;
+
+/// Label given when the best score is below the threshold: a person should look.
+pub const UNKNOWN: &str = "unknown";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Score {
+    pub label: String,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    /// Best label, or [`UNKNOWN`] when its score is below the threshold.
+    pub label: String,
+    /// Softmax probability of the best class (reported even when the label is `unknown`).
+    pub confidence: f32,
+    /// The `k` best classes, best first.
+    pub top: Vec<Score>,
+}
+
+/// Numerically stable softmax.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+/// Index of the largest value (first on ties).
+pub fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Turns one image's logits into a verdict.
+pub fn verdict(logits: &[f32], labels: &[String], top_k: usize, threshold: f32) -> Verdict {
+    let probs = softmax(logits);
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    let best = order[0];
+    let top = order
+        .iter()
+        .take(top_k.max(1))
+        .map(|&i| Score {
+            label: labels[i].clone(),
+            score: probs[i],
+        })
+        .collect();
+    Verdict {
+        label: if probs[best] >= threshold {
+            labels[best].clone()
+        } else {
+            UNKNOWN.to_string()
+        },
+        confidence: probs[best],
+        top,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels() -> Vec<String> {
+        vec!["Bags".into(), "Shoes".into(), "Watches".into()]
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let p = softmax(&[1.0, 3.0, 2.0]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(p[1] > p[2] && p[2] > p[0]);
+        // Large logits do not overflow.
+        assert!(softmax(&[1000.0, 0.0]).iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn top_k_is_sorted_and_bounded() {
+        let v = verdict(&[1.0, 3.0, 2.0], &labels(), 2, 0.0);
+        assert_eq!(v.label, "Shoes");
+        assert_eq!(v.top.len(), 2);
+        assert_eq!(v.top[1].label, "Watches");
+        assert_eq!(verdict(&[1.0, 3.0, 2.0], &labels(), 10, 0.0).top.len(), 3);
+    }
+
+    #[test]
+    fn below_threshold_is_unknown() {
+        let v = verdict(&[0.0, 0.1, 0.0], &labels(), 1, 0.9);
+        assert_eq!(v.label, UNKNOWN);
+        assert!(v.confidence < 0.9);
+        assert_eq!(v.top[0].label, "Shoes");
+    }
+}

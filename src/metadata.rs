@@ -1,0 +1,150 @@
+//! What a model file says about itself, stored in the ONNX `metadata_props`. The exporter and
+//! the runtime both use these keys, so a model is self-describing: `tag --model any.onnx`
+//! needs nothing else.
+
+use crate::preprocess::{Normalization, HEIGHT, WIDTH};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const KEY_LABELS: &str = "labels";
+pub const KEY_LABEL_COLUMN: &str = "label_column";
+pub const KEY_MODEL_NAME: &str = "model_name";
+pub const KEY_MODEL_VERSION: &str = "model_version";
+pub const KEY_INPUT_SIZE: &str = "input_size";
+pub const KEY_NORMALIZATION: &str = "normalization";
+pub const KEY_PREPROCESSING: &str = "preprocessing";
+pub const KEY_QUANTIZATION: &str = "quantization";
+/// Name of the network input, `[N, 3, 80, 60]` f32.
+pub const INPUT_NAME: &str = "image";
+/// Name of the network output, `[N, classes]` f32 logits.
+pub const OUTPUT_NAME: &str = "logits";
+/// Human description of the preprocessing, so other runtimes can reproduce it.
+pub const PREPROCESSING_DOC: &str = "decode -> RGB (grey replicated) -> fit into 60x80 \
+    (WxH) keeping aspect, white padding, bilinear (triangle) resize -> CHW -> (x/255-mean)/std";
+
+/// Self-description of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Class names in output order.
+    pub labels: Vec<String>,
+    /// The styles.csv column the labels come from.
+    pub label_column: String,
+    pub name: String,
+    pub version: String,
+    pub normalization: Normalization,
+    /// JSON description of the int8 quantization, absent for float models.
+    pub quantization: Option<String>,
+}
+
+/// Why a model's metadata cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("model has no `{0}` metadata: export it with `training export` (labels and preprocessing travel inside the ONNX file)")]
+    Missing(&'static str),
+    #[error("model metadata `{key}` is malformed ({reason})")]
+    Malformed { key: &'static str, reason: String },
+}
+
+impl ModelInfo {
+    /// Key/value pairs for `metadata_props`.
+    pub fn to_props(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert(
+            KEY_LABELS.into(),
+            serde_json::to_string(&self.labels).expect("labels serialise"),
+        );
+        m.insert(KEY_LABEL_COLUMN.into(), self.label_column.clone());
+        m.insert(KEY_MODEL_NAME.into(), self.name.clone());
+        m.insert(KEY_MODEL_VERSION.into(), self.version.clone());
+        m.insert(KEY_INPUT_SIZE.into(), format!("3x{HEIGHT}x{WIDTH}"));
+        m.insert(
+            KEY_NORMALIZATION.into(),
+            serde_json::to_string(&self.normalization).expect("normalisation serialises"),
+        );
+        m.insert(KEY_PREPROCESSING.into(), PREPROCESSING_DOC.into());
+        if let Some(q) = &self.quantization {
+            m.insert(KEY_QUANTIZATION.into(), q.clone());
+        }
+        m
+    }
+
+    /// Reads the pairs written by [`ModelInfo::to_props`], checking what the runtime relies on.
+    pub fn from_props(get: impl Fn(&str) -> Option<String>) -> Result<Self, MetadataError> {
+        let labels_raw = get(KEY_LABELS).ok_or(MetadataError::Missing(KEY_LABELS))?;
+        let labels: Vec<String> =
+            serde_json::from_str(&labels_raw).map_err(|e| MetadataError::Malformed {
+                key: KEY_LABELS,
+                reason: format!("expected a JSON array of strings: {e}"),
+            })?;
+        if labels.is_empty() {
+            return Err(MetadataError::Malformed {
+                key: KEY_LABELS,
+                reason: "no labels".into(),
+            });
+        }
+        let expected_size = format!("3x{HEIGHT}x{WIDTH}");
+        match get(KEY_INPUT_SIZE) {
+            Some(s) if s == expected_size => {}
+            Some(s) => {
+                return Err(MetadataError::Malformed {
+                    key: KEY_INPUT_SIZE,
+                    reason: format!("model was trained on {s}, this tagger feeds {expected_size}"),
+                })
+            }
+            None => return Err(MetadataError::Missing(KEY_INPUT_SIZE)),
+        }
+        let normalization = match get(KEY_NORMALIZATION) {
+            Some(s) => serde_json::from_str(&s).map_err(|e| MetadataError::Malformed {
+                key: KEY_NORMALIZATION,
+                reason: e.to_string(),
+            })?,
+            None => return Err(MetadataError::Missing(KEY_NORMALIZATION)),
+        };
+        Ok(Self {
+            labels,
+            label_column: get(KEY_LABEL_COLUMN).unwrap_or_else(|| "subCategory".into()),
+            name: get(KEY_MODEL_NAME).unwrap_or_else(|| "unnamed".into()),
+            version: get(KEY_MODEL_VERSION).unwrap_or_else(|| "unknown".into()),
+            normalization,
+            quantization: get(KEY_QUANTIZATION),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> ModelInfo {
+        ModelInfo {
+            labels: vec!["Shoes".into(), "Bags".into()],
+            label_column: "subCategory".into(),
+            name: "baseline".into(),
+            version: "1".into(),
+            normalization: Normalization::default(),
+            quantization: None,
+        }
+    }
+
+    #[test]
+    fn props_round_trip() {
+        let props = info().to_props();
+        let back = ModelInfo::from_props(|k| props.get(k).cloned()).unwrap();
+        assert_eq!(back, info());
+    }
+
+    #[test]
+    fn missing_labels_is_a_clear_error() {
+        let mut props = info().to_props();
+        props.remove(KEY_LABELS);
+        let err = ModelInfo::from_props(|k| props.get(k).cloned()).unwrap_err();
+        assert!(err.to_string().contains("labels"), "{err}");
+    }
+
+    #[test]
+    fn wrong_input_size_is_rejected() {
+        let mut props = info().to_props();
+        props.insert(KEY_INPUT_SIZE.into(), "3x224x224".into());
+        assert!(ModelInfo::from_props(|k| props.get(k).cloned()).is_err());
+    }
+}

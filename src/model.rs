@@ -1,0 +1,103 @@
+//! A loaded classifier: the ONNX bytes, their self-description and a backend to run them.
+
+use crate::backend::{self, Backend, BackendKind};
+use crate::metadata::ModelInfo;
+use crate::preprocess::{self, IMAGE_LEN};
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::Cursor;
+use std::path::Path;
+use tract_onnx::prelude::Framework;
+
+/// The model compiled into `tag`, so a fresh checkout tags images with no download.
+/// Chosen by the float vs int8 numbers in models/*.json (see README).
+pub const DEFAULT_MODEL_BYTES: &[u8] = include_bytes!("../models/baseline.onnx");
+/// Where the embedded model came from, for `--version` and outputs.
+pub const DEFAULT_MODEL_FILE: &str = "models/baseline.onnx";
+
+pub struct Model {
+    pub info: ModelInfo,
+    /// `embedded:<file>` or the path given.
+    pub source: String,
+    pub bytes_len: usize,
+    backend: Box<dyn Backend>,
+}
+
+/// Reads the self-description in an ONNX file without building a runnable model.
+pub fn read_info(onnx: &[u8]) -> Result<ModelInfo> {
+    let proto = tract_onnx::onnx()
+        .proto_model_for_read(&mut Cursor::new(onnx))
+        .map_err(|e| anyhow!("not an ONNX model: {e:#}"))?;
+    let props = &proto.metadata_props;
+    Ok(ModelInfo::from_props(|k| {
+        props.iter().find(|p| p.key == k).map(|p| p.value.clone())
+    })?)
+}
+
+impl Model {
+    /// The model embedded in the binary.
+    pub fn embedded(kind: BackendKind, threads: usize) -> Result<Self> {
+        Self::from_bytes(
+            DEFAULT_MODEL_BYTES,
+            format!("embedded:{DEFAULT_MODEL_FILE}"),
+            kind,
+            threads,
+        )
+    }
+
+    /// A model file exported by the training crate.
+    pub fn from_path(path: &Path, kind: BackendKind, threads: usize) -> Result<Self> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
+        Self::from_bytes(&bytes, path.display().to_string(), kind, threads)
+            .with_context(|| format!("model {}", path.display()))
+    }
+
+    pub fn from_bytes(
+        bytes: &[u8],
+        source: String,
+        kind: BackendKind,
+        threads: usize,
+    ) -> Result<Self> {
+        let info = read_info(bytes)?;
+        let backend = backend::load(kind, bytes, threads)?;
+        let model = Self {
+            info,
+            source,
+            bytes_len: bytes.len(),
+            backend,
+        };
+        // One blank image checks that outputs and labels agree before any real input is spent.
+        let logits = model.backend.run(&vec![0.0; IMAGE_LEN], 1)?;
+        if logits.len() != model.info.labels.len() {
+            bail!(
+                "model outputs {} classes but its metadata lists {} labels",
+                logits.len(),
+                model.info.labels.len()
+            );
+        }
+        Ok(model)
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    pub fn classes(&self) -> usize {
+        self.info.labels.len()
+    }
+
+    /// Logits for `n` normalised images.
+    pub fn logits(&self, input: &[f32], n: usize) -> Result<Vec<f32>> {
+        debug_assert_eq!(input.len(), n * IMAGE_LEN);
+        self.backend.run(input, n)
+    }
+
+    /// Normalises CHW u8 images (as [`preprocess::bytes_to_chw`] gives) into one input batch.
+    pub fn batch_input(&self, images: &[&[u8]]) -> Vec<f32> {
+        let mut input = vec![0f32; images.len() * IMAGE_LEN];
+        for (img, out) in images.iter().zip(input.chunks_mut(IMAGE_LEN)) {
+            preprocess::normalize_into(img, &self.info.normalization, out);
+        }
+        input
+    }
+}

@@ -1,0 +1,252 @@
+//! The one preprocessing path: training, calibration, export checks, `tag` and the tests all
+//! call these functions, so a model never sees pixels prepared differently from how it was
+//! trained.
+//!
+//! Steps: decode (JPEG/PNG/WebP/BMP, with decompression-bomb limits) -> RGB (greyscale is
+//! replicated) -> fit into 60x80 (width x height) keeping the aspect ratio, padding with white
+//! like the catalogue backgrounds -> planar CHW u8 -> normalise to f32.
+
+use image::{imageops::FilterType, DynamicImage, ImageReader, Limits, RgbImage};
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+use std::path::Path;
+
+/// Network input width in pixels (the dataset's photos are 60 wide).
+pub const WIDTH: u32 = 60;
+/// Network input height in pixels (the dataset's photos are 80 high).
+pub const HEIGHT: u32 = 80;
+/// Colour channels of the network input.
+pub const CHANNELS: usize = 3;
+/// Values in one CHW image.
+pub const IMAGE_LEN: usize = CHANNELS * (WIDTH as usize) * (HEIGHT as usize);
+/// Padding colour for odd aspect ratios: the catalogue photos sit on white.
+pub const PAD_VALUE: u8 = 255;
+/// Largest image accepted, in pixels per side; larger ones are rejected as decompression bombs.
+pub const MAX_SIDE: u32 = 16_384;
+/// Largest decoder allocation accepted, in bytes.
+pub const MAX_ALLOC: u64 = 512 * 1024 * 1024;
+
+/// Per-channel normalisation `(x / 255 - mean) / std`, stored in every model's metadata so the
+/// runtime applies exactly what the model was trained with.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Default for Normalization {
+    /// Maps [0, 255] onto [-1, 1]. The first batch-norm layer absorbs any remaining offset, so a
+    /// dataset-specific mean buys nothing and would be one more number to keep in sync.
+    fn default() -> Self {
+        Self {
+            mean: [0.5; 3],
+            std: [0.5; 3],
+        }
+    }
+}
+
+/// Why an image could not be turned into a network input.
+#[derive(Debug, thiserror::Error)]
+pub enum PreprocessError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0} is empty (0 bytes): not an image")]
+    Empty(String),
+    #[error("{path} is not a supported image (JPEG, PNG, WebP or BMP): {reason}")]
+    Format { path: String, reason: String },
+    #[error("{path} could not be decoded (corrupt or truncated?): {reason}")]
+    Decode { path: String, reason: String },
+    #[error("{path} is too large to decode safely ({reason}); resize it first")]
+    TooLarge { path: String, reason: String },
+}
+
+/// Decoder limits that stop decompression bombs before they allocate.
+pub fn decoder_limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_ALLOC);
+    limits
+}
+
+/// Decodes image bytes; `name` is only used in error messages.
+pub fn decode(bytes: &[u8], name: &str) -> Result<DynamicImage, PreprocessError> {
+    if bytes.is_empty() {
+        return Err(PreprocessError::Empty(name.to_string()));
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| PreprocessError::Format {
+            path: name.to_string(),
+            reason: e.to_string(),
+        })?;
+    if reader.format().is_none() {
+        return Err(PreprocessError::Format {
+            path: name.to_string(),
+            reason: "unrecognised file signature".into(),
+        });
+    }
+    if reader.format() == Some(image::ImageFormat::Jpeg) && jpeg_truncated(bytes) {
+        // The JPEG decoder fills a cut-off scan with grey and reports success; a warehouse
+        // camera's half-written frame must be an error, not a confident wrong label.
+        return Err(PreprocessError::Decode {
+            path: name.to_string(),
+            reason: "JPEG is truncated (no end-of-image marker after the last scan)".into(),
+        });
+    }
+    reader.limits(decoder_limits());
+    reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(l) => PreprocessError::TooLarge {
+            path: name.to_string(),
+            reason: l.to_string(),
+        },
+        image::ImageError::Unsupported(u) => PreprocessError::Format {
+            path: name.to_string(),
+            reason: u.to_string(),
+        },
+        other => PreprocessError::Decode {
+            path: name.to_string(),
+            reason: other.to_string(),
+        },
+    })
+}
+
+/// True when the JPEG has no end-of-image marker (FF D9) after its last start-of-scan (FF DA).
+/// Entropy-coded data never holds either marker (0xFF is byte-stuffed), and thumbnails sit before
+/// the main scan, so this spots files cut short while tolerating trailing bytes after the end.
+pub fn jpeg_truncated(bytes: &[u8]) -> bool {
+    match bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]) {
+        None => true,
+        Some(sos) => !bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9]),
+    }
+}
+
+/// Fits any image into WIDTH x HEIGHT without distorting it: scale so the whole image fits,
+/// then centre it on a white canvas. Images already at 60x80 pass through untouched.
+pub fn fit(image: &DynamicImage) -> RgbImage {
+    let rgb = image.to_rgb8();
+    if rgb.width() == WIDTH && rgb.height() == HEIGHT {
+        return rgb;
+    }
+    let scale = f64::min(
+        WIDTH as f64 / rgb.width() as f64,
+        HEIGHT as f64 / rgb.height() as f64,
+    );
+    let w = ((rgb.width() as f64 * scale).round() as u32).clamp(1, WIDTH);
+    let h = ((rgb.height() as f64 * scale).round() as u32).clamp(1, HEIGHT);
+    let resized = image::imageops::resize(&rgb, w, h, FilterType::Triangle);
+    let mut canvas = RgbImage::from_pixel(WIDTH, HEIGHT, image::Rgb([PAD_VALUE; 3]));
+    image::imageops::overlay(
+        &mut canvas,
+        &resized,
+        ((WIDTH - w) / 2) as i64,
+        ((HEIGHT - h) / 2) as i64,
+    );
+    canvas
+}
+
+/// Planar CHW bytes of a WIDTH x HEIGHT RGB image: the compact form cached for training.
+pub fn to_chw_u8(rgb: &RgbImage) -> Vec<u8> {
+    assert_eq!(
+        (rgb.width(), rgb.height()),
+        (WIDTH, HEIGHT),
+        "call fit() first"
+    );
+    let plane = (WIDTH * HEIGHT) as usize;
+    let mut out = vec![0u8; IMAGE_LEN];
+    for (i, px) in rgb.pixels().enumerate() {
+        out[i] = px[0];
+        out[plane + i] = px[1];
+        out[2 * plane + i] = px[2];
+    }
+    out
+}
+
+/// Normalises CHW bytes into `out` (same length).
+pub fn normalize_into(chw: &[u8], norm: &Normalization, out: &mut [f32]) {
+    assert_eq!(chw.len(), out.len());
+    let plane = chw.len() / CHANNELS;
+    for c in 0..CHANNELS {
+        let scale = 1.0 / (255.0 * norm.std[c]);
+        let offset = norm.mean[c] / norm.std[c];
+        for (o, &v) in out[c * plane..(c + 1) * plane]
+            .iter_mut()
+            .zip(&chw[c * plane..(c + 1) * plane])
+        {
+            *o = v as f32 * scale - offset;
+        }
+    }
+}
+
+/// Normalised CHW f32 values of one image.
+pub fn normalize(chw: &[u8], norm: &Normalization) -> Vec<f32> {
+    let mut out = vec![0f32; chw.len()];
+    normalize_into(chw, norm, &mut out);
+    out
+}
+
+/// Bytes -> CHW u8, the cacheable part of preprocessing.
+pub fn bytes_to_chw(bytes: &[u8], name: &str) -> Result<Vec<u8>, PreprocessError> {
+    Ok(to_chw_u8(&fit(&decode(bytes, name)?)))
+}
+
+/// Reads and prepares a file into CHW u8.
+pub fn file_to_chw(path: &Path) -> Result<Vec<u8>, PreprocessError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| PreprocessError::Read {
+        path: name.clone(),
+        source,
+    })?;
+    bytes_to_chw(&bytes, &name)
+}
+
+/// Reads and prepares a file into the network's normalised f32 input (CHW).
+pub fn file_to_input(path: &Path, norm: &Normalization) -> Result<Vec<f32>, PreprocessError> {
+    Ok(normalize(&file_to_chw(path)?, norm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_sizes_are_padded_not_stretched() {
+        let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(60, 60, image::Rgb([0, 0, 0])));
+        let out = fit(&img);
+        assert_eq!((out.width(), out.height()), (WIDTH, HEIGHT));
+        // 60x60 keeps its width: 10 white rows above and below.
+        assert_eq!(out.get_pixel(30, 5).0, [255; 3]);
+        assert_eq!(out.get_pixel(30, 40).0, [0; 3]);
+        assert_eq!(out.get_pixel(30, 75).0, [255; 3]);
+    }
+
+    #[test]
+    fn greyscale_becomes_three_equal_channels() {
+        let img = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(60, 80, image::Luma([77])));
+        let chw = to_chw_u8(&fit(&img));
+        assert!(chw.iter().all(|&v| v == 77));
+        assert_eq!(chw.len(), IMAGE_LEN);
+    }
+
+    #[test]
+    fn normalisation_maps_extremes_to_unit_range() {
+        let n = Normalization::default();
+        let out = normalize(&[0, 255, 0, 255, 0, 255], &n);
+        assert_eq!(out, vec![-1.0, 1.0, -1.0, 1.0, -1.0, 1.0]);
+    }
+
+    #[test]
+    fn empty_and_garbage_bytes_are_errors() {
+        assert!(matches!(
+            decode(&[], "x.jpg"),
+            Err(PreprocessError::Empty(_))
+        ));
+        assert!(matches!(
+            decode(b"hello, not an image", "x.jpg"),
+            Err(PreprocessError::Format { .. })
+        ));
+    }
+}

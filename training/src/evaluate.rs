@@ -1,0 +1,293 @@
+//! Scoring a trained run on train/val/test, exporting it to ONNX, and the model card
+//! (`models/<name>.json`) that gathers every number about it.
+
+use crate::cache::ImageCache;
+use crate::export::{float_model, fold};
+use crate::metrics::Metrics;
+use crate::model::Cnn;
+use crate::onnx;
+use crate::split::{Entry, Split};
+use crate::train::{load_module, predict, RunPaths, RunState, TrainConfig};
+use crate::util::{sha256_hex, write_atomic, write_json};
+use anyhow::{bail, Context, Result};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use tagger::backend::BackendKind;
+use tagger::metadata::ModelInfo;
+use tagger::model::Model;
+use tagger::preprocess::IMAGE_LEN;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SplitMetrics {
+    pub train: Metrics,
+    pub val: Metrics,
+    pub test: Metrics,
+}
+
+pub fn read_run(paths: &RunPaths) -> Result<(TrainConfig, RunState)> {
+    let cfg: TrainConfig =
+        serde_json::from_slice(&std::fs::read(paths.config()).with_context(|| {
+            format!(
+                "{} is not a training run (no config.json)",
+                paths.dir.display()
+            )
+        })?)?;
+    let state: RunState =
+        serde_json::from_slice(&std::fs::read(paths.state()).with_context(|| {
+            format!(
+                "{} has no finished epoch yet (no state.json)",
+                paths.dir.display()
+            )
+        })?)?;
+    Ok((cfg, state))
+}
+
+/// The best-on-validation weights of a run, ready for inference.
+pub fn best_model(paths: &RunPaths, cfg: &TrainConfig, device: &Device) -> Result<Cnn> {
+    load_module(&cfg.arch, &paths.best(), device)
+}
+
+pub fn predictions(
+    model: &Cnn,
+    cfg: &TrainConfig,
+    cache: &ImageCache,
+    set: &[Entry],
+    what: &str,
+) -> (Vec<usize>, Vec<usize>) {
+    let (logits, truth) = predict(model, cache, set, &cfg.normalization, &Device::flex(), what);
+    let pred = logits.iter().map(|l| tagger::classify::argmax(l)).collect();
+    (pred, truth)
+}
+
+/// Scores the run's best checkpoint on all three splits; writes metrics.json and the plots.
+pub fn evaluate(paths: &RunPaths, split: &Split, cache: &ImageCache) -> Result<SplitMetrics> {
+    let (cfg, state) = read_run(paths)?;
+    if cfg.labels != split.labels {
+        bail!(
+            "run {} was trained on other labels than this split",
+            paths.dir.display()
+        );
+    }
+    let model = best_model(paths, &cfg, &Device::flex())?;
+    let score = |set: &[Entry], what: &str| {
+        let (p, t) = predictions(&model, &cfg, cache, set, what);
+        Metrics::compute(&p, &t, &cfg.labels)
+    };
+    let m = SplitMetrics {
+        train: score(&split.train, "scoring train"),
+        val: score(&split.val, "scoring val"),
+        test: score(&split.test, "scoring test"),
+    };
+    write_json(&paths.dir.join("metrics.json"), &m)?;
+    crate::plots::curves(
+        &state.history,
+        &format!("{}: training curves", cfg.name),
+        &paths.dir.join("curves.png"),
+    )?;
+    crate::plots::confusion(
+        &m.test,
+        &format!("{}: test confusion matrix", cfg.name),
+        &paths.dir.join("confusion_test.png"),
+    )?;
+    Ok(m)
+}
+
+/// Tract's logits for the exported model against burn's on the same images.
+pub fn parity(
+    onnx_bytes: &[u8],
+    model: &Cnn,
+    cfg: &TrainConfig,
+    cache: &ImageCache,
+    set: &[Entry],
+) -> Result<f32> {
+    let runtime = Model::from_bytes(onnx_bytes, "export check".into(), BackendKind::Tract, 1)?;
+    let (burn_logits, _) = predict(
+        model,
+        cache,
+        set,
+        &cfg.normalization,
+        &Device::flex(),
+        "export check",
+    );
+    let present: Vec<&[u8]> = set.iter().filter_map(|e| cache.get(e.0)).collect();
+    let input = runtime.batch_input(&present);
+    debug_assert_eq!(input.len(), present.len() * IMAGE_LEN);
+    let tract_logits = runtime.logits(&input, present.len())?;
+    let burn_flat: Vec<f32> = burn_logits.into_iter().flatten().collect();
+    if burn_flat.len() != tract_logits.len() {
+        bail!(
+            "burn gave {} logits, tract {}",
+            burn_flat.len(),
+            tract_logits.len()
+        );
+    }
+    Ok(burn_flat
+        .iter()
+        .zip(&tract_logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max))
+}
+
+/// Largest tract-vs-burn logit difference accepted for an export.
+pub const PARITY_TOLERANCE: f32 = 1e-4;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExportCheck {
+    pub images: usize,
+    pub max_abs_logit_diff_tract_vs_burn: f32,
+}
+
+/// Exports the best checkpoint to `out` (ONNX) and returns the parity check.
+pub fn export(
+    paths: &RunPaths,
+    version: &str,
+    split: &Split,
+    cache: &ImageCache,
+    out: &Path,
+) -> Result<ExportCheck> {
+    let (cfg, _) = read_run(paths)?;
+    let model = best_model(paths, &cfg, &Device::flex())?;
+    let info = ModelInfo {
+        labels: cfg.labels.clone(),
+        label_column: cfg.label_column.clone(),
+        name: cfg.name.clone(),
+        version: version.to_string(),
+        normalization: cfg.normalization,
+        quantization: None,
+    };
+    let bytes = onnx::encode(&float_model(&fold(&model, &cfg.arch), &info));
+    let check_set: Vec<Entry> = split.test.iter().take(64).copied().collect();
+    let diff = parity(&bytes, &model, &cfg, cache, &check_set)?;
+    if diff > PARITY_TOLERANCE {
+        bail!("exported model differs from burn by {diff} (> {PARITY_TOLERANCE}); not written");
+    }
+    write_atomic(out, &bytes)?;
+    Ok(ExportCheck {
+        images: check_set.len(),
+        max_abs_logit_diff_tract_vs_burn: diff,
+    })
+}
+
+/// Everything about one shipped model, written next to its ONNX file.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub name: String,
+    pub version: String,
+    pub onnx: String,
+    pub onnx_bytes: usize,
+    pub onnx_sha256: String,
+    pub label_column: String,
+    pub labels: Vec<String>,
+    pub arch: crate::model::Arch,
+    pub params: u64,
+    pub flops_per_image: u64,
+    pub receptive_field_px: usize,
+    pub training: TrainingSummary,
+    pub split: SplitSummary,
+    pub metrics: SplitMetrics,
+    pub export_check: ExportCheck,
+    /// Commands that reproduce this file, in order.
+    pub reproduce: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    pub epochs: usize,
+    pub best_epoch: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+    pub augment: Option<crate::augment::Augment>,
+    pub train_seconds: f64,
+    /// Median over epochs of training images per second on the machine that trained it.
+    pub images_per_s: f64,
+    pub skipped_corrupt_images: usize,
+    pub machine: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SplitSummary {
+    pub file: String,
+    pub sha256: String,
+    pub seed: u64,
+    pub train: usize,
+    pub val: usize,
+    pub test: usize,
+    pub duplicate_groups: usize,
+}
+
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("{cpu}, {cores} cores")
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn model_card(
+    paths: &RunPaths,
+    version: &str,
+    split: &Split,
+    split_file: &Path,
+    onnx_path: &Path,
+    metrics: SplitMetrics,
+    check: ExportCheck,
+    reproduce: Vec<String>,
+) -> Result<ModelCard> {
+    let (cfg, state) = read_run(paths)?;
+    let bytes = std::fs::read(onnx_path)?;
+    let mut ips: Vec<f64> = state.history.iter().map(|h| h.images_per_s).collect();
+    ips.sort_by(f64::total_cmp);
+    Ok(ModelCard {
+        name: cfg.name.clone(),
+        version: version.into(),
+        onnx: onnx_path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        onnx_bytes: bytes.len(),
+        onnx_sha256: sha256_hex(&bytes),
+        label_column: cfg.label_column.clone(),
+        labels: cfg.labels.clone(),
+        params: cfg.arch.params_folded(),
+        flops_per_image: cfg.arch.flops(),
+        receptive_field_px: cfg.arch.receptive_field(),
+        arch: cfg.arch.clone(),
+        training: TrainingSummary {
+            epochs: state.epochs_done,
+            best_epoch: state.best_epoch,
+            batch_size: cfg.batch_size,
+            lr: cfg.lr,
+            weight_decay: cfg.weight_decay,
+            seed: cfg.seed,
+            augment: cfg.augment.clone(),
+            train_seconds: state.train_seconds,
+            images_per_s: ips.get(ips.len() / 2).copied().unwrap_or(0.0),
+            skipped_corrupt_images: state.skipped_corrupt,
+            machine: machine(),
+        },
+        split: SplitSummary {
+            file: split_file.display().to_string(),
+            sha256: Split::file_hash(split_file)?,
+            seed: split.seed,
+            train: split.train.len(),
+            val: split.val.len(),
+            test: split.test.len(),
+            duplicate_groups: split.duplicate_groups,
+        },
+        metrics,
+        export_check: check,
+        reproduce,
+    })
+}

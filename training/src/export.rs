@@ -1,0 +1,184 @@
+//! Trained burn model -> ONNX. Batch norm is folded into the convolutions first (a folded
+//! network is also what the int8 quantizer starts from), so the runtime graph is just
+//! Conv+ReLU(+MaxPool) x stages -> GlobalAveragePool -> Flatten -> Gemm.
+
+use crate::model::{Arch, Cnn};
+use crate::onnx;
+use burn::prelude::*;
+use tagger::metadata::{ModelInfo, INPUT_NAME, OUTPUT_NAME};
+use tagger::preprocess::{HEIGHT, WIDTH};
+use tagger::tract_onnx::pb;
+
+/// A convolution with batch norm folded in: `w` is `[c_out, c_in, 3, 3]`.
+#[derive(Debug, Clone)]
+pub struct FoldedConv {
+    pub c_in: usize,
+    pub c_out: usize,
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+    pub pool: bool,
+}
+
+/// The inference network as plain numbers: what every exporter (float, int8) writes.
+#[derive(Debug, Clone)]
+pub struct FoldedNet {
+    pub convs: Vec<FoldedConv>,
+    /// Dense weights `[features, classes]` (burn's layout, ONNX Gemm with transB = 0).
+    pub head_w: Vec<f32>,
+    pub head_b: Vec<f32>,
+    pub features: usize,
+    pub classes: usize,
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32 tensor")
+}
+
+/// Folds each batch norm into the preceding convolution:
+/// `w' = w * gamma / sqrt(var + eps)`, `b' = beta - mean * gamma / sqrt(var + eps)`.
+pub fn fold(model: &Cnn, arch: &Arch) -> FoldedNet {
+    let convs = model
+        .blocks
+        .iter()
+        .zip(arch.convs())
+        .map(|(b, (c_in, c_out, _, _, pool))| {
+            let w = values(b.conv.weight.val());
+            let gamma = values(b.bn.gamma.val());
+            let beta = values(b.bn.beta.val());
+            let mean = values(b.bn.running_mean.value());
+            let var = values(b.bn.running_var.value());
+            let per_out = w.len() / c_out;
+            let mut wf = w.clone();
+            let mut bf = vec![0f32; c_out];
+            for o in 0..c_out {
+                let s = gamma[o] / (var[o] + b.bn.epsilon as f32).sqrt();
+                for v in &mut wf[o * per_out..(o + 1) * per_out] {
+                    *v *= s;
+                }
+                let conv_bias = b
+                    .conv
+                    .bias
+                    .as_ref()
+                    .map(|bias| values(bias.val())[o])
+                    .unwrap_or(0.0);
+                bf[o] = beta[o] + (conv_bias - mean[o]) * s;
+            }
+            FoldedConv {
+                c_in,
+                c_out,
+                w: wf,
+                b: bf,
+                pool,
+            }
+        })
+        .collect();
+    FoldedNet {
+        convs,
+        head_w: values(model.head.weight.val()),
+        head_b: model
+            .head
+            .bias
+            .as_ref()
+            .map(|b| values(b.val()))
+            .unwrap_or_else(|| vec![0.0; arch.classes]),
+        features: *arch.channels.last().expect("stages"),
+        classes: arch.classes,
+    }
+}
+
+/// The float ONNX model of a folded network.
+pub fn float_model(net: &FoldedNet, info: &ModelInfo) -> pb::ModelProto {
+    let mut nodes = vec![];
+    let mut inits = vec![];
+    let mut x = INPUT_NAME.to_string();
+    for (i, c) in net.convs.iter().enumerate() {
+        let (w, b) = (format!("conv{i}.weight"), format!("conv{i}.bias"));
+        inits.push(onnx::tensor_f32(
+            &w,
+            &[c.c_out as i64, c.c_in as i64, 3, 3],
+            &c.w,
+        ));
+        inits.push(onnx::tensor_f32(&b, &[c.c_out as i64], &c.b));
+        let conv_out = format!("conv{i}");
+        nodes.push(onnx::node(
+            "Conv",
+            &conv_out,
+            &[&x, &w, &b],
+            &[&conv_out],
+            vec![
+                onnx::attr_ints("kernel_shape", &[3, 3]),
+                onnx::attr_ints("pads", &[1, 1, 1, 1]),
+                onnx::attr_ints("strides", &[1, 1]),
+            ],
+        ));
+        let relu_out = format!("relu{i}");
+        nodes.push(onnx::node(
+            "Relu",
+            &relu_out,
+            &[&conv_out],
+            &[&relu_out],
+            vec![],
+        ));
+        x = relu_out;
+        if c.pool {
+            let pool_out = format!("pool{i}");
+            nodes.push(onnx::node(
+                "MaxPool",
+                &pool_out,
+                &[&x],
+                &[&pool_out],
+                vec![
+                    onnx::attr_ints("kernel_shape", &[2, 2]),
+                    onnx::attr_ints("strides", &[2, 2]),
+                ],
+            ));
+            x = pool_out;
+        }
+    }
+    nodes.push(onnx::node(
+        "GlobalAveragePool",
+        "gap",
+        &[&x],
+        &["gap"],
+        vec![],
+    ));
+    nodes.push(onnx::node(
+        "Flatten",
+        "flatten",
+        &["gap"],
+        &["features"],
+        vec![onnx::attr_int("axis", 1)],
+    ));
+    inits.push(onnx::tensor_f32(
+        "head.weight",
+        &[net.features as i64, net.classes as i64],
+        &net.head_w,
+    ));
+    inits.push(onnx::tensor_f32(
+        "head.bias",
+        &[net.classes as i64],
+        &net.head_b,
+    ));
+    nodes.push(onnx::node(
+        "Gemm",
+        "head",
+        &["features", "head.weight", "head.bias"],
+        &[OUTPUT_NAME],
+        vec![],
+    ));
+    let graph = pb::GraphProto {
+        name: info.name.clone(),
+        node: nodes,
+        initializer: inits,
+        input: vec![onnx::batched_value(
+            INPUT_NAME,
+            &[3, HEIGHT as i64, WIDTH as i64],
+        )],
+        output: vec![onnx::batched_value(OUTPUT_NAME, &[net.classes as i64])],
+        ..Default::default()
+    };
+    onnx::model(graph, info)
+}

@@ -1,0 +1,18 @@
+//! Training side of the fashion tagger: data loading, split, decode-once cache, the burn CNNs,
+//! the training loop, evaluation, plots, ONNX export and int8 quantization.
+//!
+//! Preprocessing is not here on purpose: it lives in the runtime crate (`tagger::preprocess`) so
+//! training and `tag` cannot drift apart.
+
+pub mod augment;
+pub mod cache;
+pub mod dataset;
+pub mod evaluate;
+pub mod export;
+pub mod metrics;
+pub mod model;
+pub mod onnx;
+pub mod plots;
+pub mod split;
+pub mod train;
+pub mod util;

@@ -1,0 +1,172 @@
+//! PNG plots: training curves, confusion matrices, sweeps. plotters draws text with the DejaVu
+//! Sans font shipped in training/assets (no system fonts needed, so plots render the same on a
+//! bare CI machine).
+
+use crate::metrics::Metrics;
+use crate::train::EpochLog;
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+use std::path::Path;
+use std::sync::Once;
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static REGISTER: Once = Once::new();
+
+fn font() {
+    REGISTER.call_once(|| {
+        // The bytes are a valid TTF shipped with the crate; failure would be a packaging bug.
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+            .map_err(|_| ())
+            .expect("bundled font parses");
+    });
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("plotting failed: {e:?}")
+}
+
+/// Loss and accuracy per epoch, train vs validation, side by side.
+pub fn curves(history: &[EpochLog], title: &str, path: &Path) -> Result<()> {
+    font();
+    let root = BitMapBackend::new(path, (1100, 450)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let root = root.titled(title, ("sans-serif", 22)).map_err(err)?;
+    let (left, right) = root.split_horizontally(550);
+    let epochs = history.len().max(1) as f64;
+    let x: Vec<f64> = history.iter().map(|h| h.epoch as f64).collect();
+    let panels: [(&DrawingArea<_, _>, &str, Vec<f64>, Vec<f64>); 2] = [
+        (
+            &left,
+            "cross-entropy loss",
+            history.iter().map(|h| h.train_loss).collect(),
+            history.iter().map(|h| h.val_loss).collect(),
+        ),
+        (
+            &right,
+            "accuracy",
+            history.iter().map(|h| h.train_acc).collect(),
+            history.iter().map(|h| h.val_acc).collect(),
+        ),
+    ];
+    for (area, name, train, val) in panels {
+        let all = train.iter().chain(&val).copied();
+        let (lo, hi) = all.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+        let pad = ((hi - lo) * 0.08).max(1e-3);
+        let mut chart = ChartBuilder::on(area)
+            .caption(name, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0.5..epochs + 0.5, (lo - pad)..(hi + pad))
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .label_style(("sans-serif", 13))
+            .draw()
+            .map_err(err)?;
+        for (series, colour, label) in [(&train, BLUE, "train"), (&val, RED, "validation")] {
+            chart
+                .draw_series(LineSeries::new(
+                    x.iter().copied().zip(series.iter().copied()),
+                    colour.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    x.iter()
+                        .zip(series.iter())
+                        .map(|(&a, &b)| Circle::new((a, b), 3, colour.filled())),
+                )
+                .map_err(err)?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Confusion matrix, rows = true class, colour = row-normalised share, numbers = counts.
+pub fn confusion(m: &Metrics, title: &str, path: &Path) -> Result<()> {
+    font();
+    let k = m.confusion.len();
+    let cell = 44i32;
+    let (left, top) = (120i32, 70i32);
+    let size = (
+        (left + cell * k as i32 + 30) as u32,
+        (top + cell * k as i32 + 110) as u32,
+    );
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let labels: Vec<&str> = m.per_class.iter().map(|c| c.label.as_str()).collect();
+    root.draw(&Text::new(
+        title.to_string(),
+        (10, 10),
+        ("sans-serif", 20).into_font(),
+    ))
+    .map_err(err)?;
+    root.draw(&Text::new(
+        "rows: true class, columns: predicted; colour = share of the row".to_string(),
+        (10, 38),
+        ("sans-serif", 13).into_font(),
+    ))
+    .map_err(err)?;
+    for (t, row) in m.confusion.iter().enumerate() {
+        let total: usize = row.iter().sum::<usize>().max(1);
+        for (p, &n) in row.iter().enumerate() {
+            let share = n as f64 / total as f64;
+            let x0 = left + p as i32 * cell;
+            let y0 = top + t as i32 * cell;
+            let shade = (255.0 * (1.0 - share.sqrt())) as u8;
+            let colour = if t == p {
+                RGBColor(shade, 255 - (255 - shade) / 3, shade)
+            } else {
+                RGBColor(255, shade, shade)
+            };
+            root.draw(&Rectangle::new(
+                [(x0, y0), (x0 + cell, y0 + cell)],
+                colour.filled(),
+            ))
+            .map_err(err)?;
+            if n > 0 {
+                let text_colour = if share > 0.5 { WHITE } else { BLACK };
+                root.draw(&Text::new(
+                    n.to_string(),
+                    (x0 + 4, y0 + cell / 2 - 7),
+                    ("sans-serif", 12).into_font().color(&text_colour),
+                ))
+                .map_err(err)?;
+            }
+        }
+        root.draw(&Text::new(
+            labels[t].to_string(),
+            (6, top + t as i32 * cell + cell / 2 - 7),
+            ("sans-serif", 13).into_font(),
+        ))
+        .map_err(err)?;
+    }
+    let bottom = top + k as i32 * cell + 6;
+    for (p, l) in labels.iter().enumerate() {
+        root.draw(&Text::new(
+            l.to_string(),
+            (left + p as i32 * cell + cell / 2 - 6, bottom),
+            ("sans-serif", 12)
+                .into_font()
+                .transform(FontTransform::Rotate90),
+        ))
+        .map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}

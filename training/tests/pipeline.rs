@@ -1,0 +1,161 @@
+//! End to end on the shipped fixture set (78 real product photos, 13 classes): split, cache,
+//! preprocessing parity, a short training run in which the loss falls, resume, export and the
+//! tract round trip.
+
+use burn::prelude::*;
+use std::path::{Path, PathBuf};
+use tagger::backend::BackendKind;
+use tagger::model::Model;
+use tagger::preprocess::{self, Normalization};
+use training::cache::ImageCache;
+use training::model::Arch;
+use training::split::{Split, SplitOptions};
+use training::train::{self, RunPaths, TrainConfig};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dataset")
+}
+
+fn split() -> Split {
+    Split::create(
+        &fixture(),
+        &SplitOptions {
+            seed: 3,
+            label_column: "subCategory".into(),
+            min_images: 2,
+            val_fraction: 0.17,
+            test_fraction: 0.17,
+        },
+    )
+    .unwrap()
+}
+
+fn all_ids(s: &Split) -> Vec<u64> {
+    s.train
+        .iter()
+        .chain(&s.val)
+        .chain(&s.test)
+        .map(|e| e.0)
+        .collect()
+}
+
+#[test]
+fn split_of_fixture_is_complete_and_deterministic() {
+    let a = split();
+    assert_eq!(a.labels.len(), 13);
+    assert_eq!(a.train.len() + a.val.len() + a.test.len(), 78);
+    assert!(!a.val.is_empty() && !a.test.is_empty());
+    assert_eq!(a, split());
+}
+
+#[test]
+fn cached_tensors_equal_runtime_preprocessing() {
+    let s = split();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ImageCache::open(&fixture(), dir.path(), &all_ids(&s)).unwrap();
+    assert!(cache.rebuilt);
+    let norm = Normalization::default();
+    for &(id, _) in s.test.iter().chain(&s.train) {
+        let path = training::dataset::image_path(&fixture(), id);
+        let runtime = preprocess::file_to_input(&path, &norm).unwrap();
+        let training = preprocess::normalize(cache.get(id).unwrap(), &norm);
+        assert_eq!(runtime, training, "image {id}");
+    }
+    // A second open reuses the file instead of decoding again.
+    let again = ImageCache::open(&fixture(), dir.path(), &all_ids(&s)).unwrap();
+    assert!(!again.rebuilt);
+    assert_eq!(again.get(s.train[0].0), cache.get(s.train[0].0));
+}
+
+#[test]
+fn cache_skips_corrupt_images_and_counts_them() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::create_dir(data.path().join("images")).unwrap();
+    let good = training::dataset::image_path(&fixture(), 1532);
+    std::fs::copy(&good, data.path().join("images/1.jpg")).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(data.path().join("images/2.jpg"), &bytes[..bytes.len() / 3]).unwrap();
+    std::fs::write(data.path().join("images/3.jpg"), b"").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ImageCache::open(data.path(), dir.path(), &[1, 2, 3]).unwrap();
+    assert_eq!(cache.len(), 1);
+    assert_eq!(cache.corrupt.len(), 2);
+    assert!(cache.get(2).is_none());
+}
+
+#[test]
+fn smoke_training_loss_falls_resumes_and_exports() {
+    let s = split();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = ImageCache::open(&fixture(), &tmp.path().join("cache"), &all_ids(&s)).unwrap();
+    let cfg = TrainConfig {
+        name: "smoke".into(),
+        arch: Arch {
+            channels: vec![16, 32, 64],
+            convs_per_stage: 1,
+            dropout: 0.0,
+            classes: s.labels.len(),
+        },
+        epochs: 20,
+        batch_size: 8,
+        lr: 3e-3,
+        weight_decay: 0.0,
+        seed: 1,
+        augment: None,
+        normalization: Normalization::default(),
+        label_column: s.label_column.clone(),
+        labels: s.labels.clone(),
+    };
+    let paths = RunPaths::new(&tmp.path().join("run"));
+    // Train 10 of 20 epochs (as if killed), then resume from the checkpoint.
+    let early = train::train(&cfg, &paths, &cache, &s.train, &s.val, false, Some(10)).unwrap();
+    assert_eq!(early.epochs_done, 10);
+    // Same directory without --resume is refused rather than overwritten.
+    assert!(train::train(&cfg, &paths, &cache, &s.train, &s.val, false, None).is_err());
+    // Resuming with other settings is refused too.
+    let other = TrainConfig {
+        lr: 1.0,
+        ..cfg.clone()
+    };
+    assert!(train::train(&other, &paths, &cache, &s.train, &s.val, true, None).is_err());
+    let state = train::train(&cfg, &paths, &cache, &s.train, &s.val, true, None).unwrap();
+    assert_eq!(state.history[9].train_loss, early.history[9].train_loss);
+    assert_eq!(state.epochs_done, 20);
+    assert_eq!(state.history.len(), 20);
+    let (first, last) = (state.history[0].train_loss, state.history[19].train_loss);
+    assert!(last < first * 0.75, "loss did not fall: {first} -> {last}");
+    assert!(paths.best().is_file() && paths.history_csv().is_file());
+
+    // Export, then tract must agree with burn on real images.
+    let onnx = tmp.path().join("smoke.onnx");
+    let check = training::evaluate::export(&paths, "test", &s, &cache, &onnx).unwrap();
+    assert!(check.images > 0);
+    assert!(check.max_abs_logit_diff_tract_vs_burn < 1e-4);
+    let model = Model::from_path(&onnx, BackendKind::Tract, 1).unwrap();
+    assert_eq!(model.info.labels, s.labels);
+    assert_eq!(model.info.name, "smoke");
+    // Dynamic batch: 1 and 5 images at once give the same logits per image.
+    let imgs: Vec<&[u8]> = s
+        .test
+        .iter()
+        .take(5)
+        .map(|e| cache.get(e.0).unwrap())
+        .collect();
+    let batch = model.logits(&model.batch_input(&imgs), imgs.len()).unwrap();
+    let single = model.logits(&model.batch_input(&imgs[..1]), 1).unwrap();
+    let k = model.classes();
+    for (a, b) in batch[..k].iter().zip(&single) {
+        assert!((a - b).abs() < 1e-4);
+    }
+    // Batch norm is folded: the graph has no BatchNormalization node.
+    let text = String::from_utf8_lossy(&std::fs::read(&onnx).unwrap()).into_owned();
+    assert!(!text.contains("BatchNormalization"));
+    assert!(text.contains("Conv") && text.contains("logits") && text.contains("image"));
+
+    // Evaluation writes metrics and plots.
+    let m = training::evaluate::evaluate(&paths, &s, &cache).unwrap();
+    assert_eq!(m.test.n, s.test.len());
+    assert!(paths.dir.join("curves.png").is_file());
+    assert!(paths.dir.join("confusion_test.png").is_file());
+    let _ = Device::flex();
+}
