@@ -313,3 +313,52 @@ fn bench_reports_json_keys() {
     assert_eq!(v["iterations"], 5);
     assert!(v["p50_ms"].as_f64().unwrap() <= v["p99_ms"].as_f64().unwrap());
 }
+
+#[test]
+fn png_webp_and_bmp_are_read_like_jpeg() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = image::open(example("shoes.jpg")).unwrap();
+    let mut args = vec![
+        "--format".to_string(),
+        "jsonl".to_string(),
+        example("shoes.jpg"),
+    ];
+    for ext in ["png", "webp", "bmp"] {
+        let p = dir.path().join(format!("shoes.{ext}"));
+        img.save(&p).unwrap();
+        args.push(p.display().to_string());
+    }
+    let out = tag(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    let c0 = lines[0]["confidence"].as_f64().unwrap();
+    for v in &lines[1..] {
+        // Lossless re-encodings of the decoded JPEG: identical pixels, identical verdict.
+        assert_eq!(v["label"], lines[0]["label"]);
+        assert!((v["confidence"].as_f64().unwrap() - c0).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn camera_sized_and_greyscale_images_are_fitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = image::open(example("watches.jpg")).unwrap();
+    // A 640x480 frame with the product in the middle of a white background.
+    let mut frame = image::RgbImage::from_pixel(640, 480, image::Rgb([255, 255, 255]));
+    let big = small.resize_exact(360, 480, image::imageops::FilterType::Triangle);
+    image::imageops::overlay(&mut frame, &big.to_rgb8(), 140, 0);
+    let frame_path = dir.path().join("frame.png");
+    frame.save(&frame_path).unwrap();
+    let grey_path = dir.path().join("grey.png");
+    small.to_luma8().save(&grey_path).unwrap();
+    let out = tag(&[
+        &frame_path.display().to_string(),
+        &grey_path.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 2);
+}

@@ -63,6 +63,7 @@ pub fn curves(history: &[EpochLog], title: &str, path: &Path) -> Result<()> {
         chart
             .configure_mesh()
             .x_desc("epoch")
+            .x_label_formatter(&|x| format!("{}", x.round() as i64))
             .label_style(("sans-serif", 13))
             .draw()
             .map_err(err)?;

@@ -1,0 +1,38 @@
+//! tract and onnxruntime give the same verdicts (cargo feature `ort`; needs ORT_DYLIB_PATH).
+#![cfg(feature = "ort")]
+
+use std::path::Path;
+use tagger::backend::BackendKind;
+use tagger::model::Model;
+use tagger::preprocess;
+
+#[test]
+fn ort_and_tract_agree_on_real_photos() {
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        eprintln!("skipped: set ORT_DYLIB_PATH to libonnxruntime.so to compare backends");
+        return;
+    }
+    let tract = Model::embedded(BackendKind::Tract, 1).unwrap();
+    let ort = Model::embedded(BackendKind::Ort, 1).unwrap();
+    assert_eq!(ort.backend_name(), "ort");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/examples");
+    let mut images = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        images.push(preprocess::file_to_chw(&e.unwrap().path()).unwrap());
+    }
+    let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
+    let input = tract.batch_input(&refs);
+    for n in [1, refs.len()] {
+        let a = tract
+            .logits(&input[..n * preprocess::IMAGE_LEN], n)
+            .unwrap();
+        let b = ort.logits(&input[..n * preprocess::IMAGE_LEN], n).unwrap();
+        assert_eq!(a.len(), b.len());
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-4, "batch {n}: logits differ by {diff}");
+    }
+}

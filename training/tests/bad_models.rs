@@ -1,0 +1,90 @@
+//! Models `tag` must refuse with a clear error: no labels, a wrong input shape, labels that do
+//! not match the outputs. Built with the same ONNX writer as real exports.
+
+use tagger::backend::BackendKind;
+use tagger::metadata::{ModelInfo, KEY_LABELS};
+use tagger::model::Model;
+use tagger::preprocess::Normalization;
+use tagger::tract_onnx::pb;
+use training::export::{float_model, FoldedConv, FoldedNet};
+
+fn tiny_net(classes: usize) -> FoldedNet {
+    FoldedNet {
+        convs: vec![FoldedConv {
+            c_in: 3,
+            c_out: 4,
+            w: vec![0.01; 4 * 3 * 9],
+            b: vec![0.0; 4],
+            pool: false,
+        }],
+        head_w: vec![0.1; 4 * classes],
+        head_b: vec![0.0; classes],
+        features: 4,
+        classes,
+    }
+}
+
+fn info(labels: usize) -> ModelInfo {
+    ModelInfo {
+        labels: (0..labels).map(|i| format!("class{i}")).collect(),
+        label_column: "subCategory".into(),
+        name: "tiny".into(),
+        version: "0".into(),
+        normalization: Normalization::default(),
+        quantization: None,
+    }
+}
+
+fn load(model: &pb::ModelProto) -> anyhow::Result<Model> {
+    let bytes = training::onnx::encode(model);
+    Model::from_bytes(&bytes, "test".into(), BackendKind::Tract, 1)
+}
+
+#[test]
+fn a_well_formed_tiny_model_loads() {
+    let m = load(&float_model(&tiny_net(3), &info(3))).unwrap();
+    assert_eq!(m.classes(), 3);
+}
+
+#[test]
+fn model_without_labels_is_refused() {
+    let mut m = float_model(&tiny_net(3), &info(3));
+    m.metadata_props.retain(|p| p.key != KEY_LABELS);
+    let err = format!("{:#}", load(&m).err().expect("must fail"));
+    assert!(
+        err.contains("labels") && err.contains("training export"),
+        "{err}"
+    );
+}
+
+#[test]
+fn labels_not_matching_outputs_are_refused() {
+    let err = format!(
+        "{:#}",
+        load(&float_model(&tiny_net(3), &info(5)))
+            .err()
+            .expect("must fail")
+    );
+    assert!(
+        err.contains("3 classes") && err.contains("5 labels"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_input_shape_is_refused() {
+    let mut m = float_model(&tiny_net(3), &info(3));
+    let graph = m.graph.as_mut().unwrap();
+    // Claim a 224x224 input, as an ImageNet model would have.
+    let input = &mut graph.input[0];
+    if let Some(pb::type_proto::Value::TensorType(t)) =
+        input.r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
+        let dims = &mut t.shape.as_mut().unwrap().dim;
+        for d in &mut dims[2..] {
+            d.value = Some(pb::tensor_shape_proto::dimension::Value::DimValue(224));
+        }
+    }
+    let err = format!("{:#}", load(&m).err().expect("must fail"));
+    assert!(err.contains("224") && err.contains("80"), "{err}");
+}
