@@ -362,3 +362,38 @@ fn camera_sized_and_greyscale_images_are_fitted() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out).lines().count(), 2);
 }
+
+#[test]
+fn shipped_int8_model_runs_in_tract_and_carries_labels() {
+    let int8 = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/baseline.int8.onnx");
+    let out = tag(&[
+        "--model",
+        &int8.display().to_string(),
+        "--format",
+        "jsonl",
+        &examples().display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let float = tag(&["--format", "jsonl", &examples().display().to_string()]);
+    let labels = |o: &Output| -> Vec<String> {
+        stdout(o)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["label"].to_string())
+            .collect()
+    };
+    assert_eq!(labels(&out).len(), 13);
+    // int8 agrees with float on 99.8% of the test split (models/baseline.json); allow one miss.
+    let same = labels(&out)
+        .iter()
+        .zip(labels(&float))
+        .filter(|(a, b)| *a == b)
+        .count();
+    assert!(
+        same >= 12,
+        "int8 and float disagree on {} photos",
+        13 - same
+    );
+    let info = tagger::model::read_info(&std::fs::read(&int8).unwrap()).unwrap();
+    assert_eq!(info.labels.len(), 13);
+    assert!(info.quantization.unwrap().contains("calibration_images"));
+}

@@ -6,6 +6,7 @@
 
 pub mod augment;
 pub mod cache;
+pub mod compare;
 pub mod dataset;
 pub mod evaluate;
 pub mod export;
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod model;
 pub mod onnx;
 pub mod plots;
+pub mod quantize;
 pub mod split;
 pub mod train;
 pub mod util;

@@ -7,6 +7,7 @@ use tagger::preprocess::Normalization;
 use training::augment::Augment;
 use training::cache::ImageCache;
 use training::model::Arch;
+use training::quantize::Calibration;
 use training::split::{Split, SplitOptions};
 use training::train::{RunPaths, TrainConfig};
 
@@ -107,6 +108,29 @@ enum Cmd {
         /// Version stored in the model's metadata.
         #[arg(long, default_value = "1")]
         version: String,
+        #[arg(long, default_value = "runs/cache")]
+        cache_dir: PathBuf,
+    },
+    /// Quantize an exported float model to int8 (QLinearConv), calibrated on training images,
+    /// then score float and int8 side by side on val and test (into the model card).
+    Quantize {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "models/split.json")]
+        split: PathBuf,
+        /// Float ONNX model written by `training export`.
+        #[arg(long)]
+        model: PathBuf,
+        /// int8 ONNX to write; default <model>.int8.onnx.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Calibration images, drawn from the training split only.
+        #[arg(long, default_value_t = 300)]
+        calibration_images: usize,
+        #[arg(long, value_enum, default_value_t = Calibration::Percentile)]
+        method: Calibration,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
         #[arg(long, default_value = "runs/cache")]
         cache_dir: PathBuf,
     },
@@ -320,7 +344,129 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("wrote {}", card_path.display());
             Ok(())
         }
+        Cmd::Quantize {
+            data,
+            split,
+            model,
+            out,
+            calibration_images,
+            method,
+            seed,
+            cache_dir,
+        } => quantize_cmd(
+            &data,
+            &split,
+            &model,
+            out,
+            calibration_images,
+            method,
+            seed,
+            &cache_dir,
+        ),
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn quantize_cmd(
+    data: &Path,
+    split_file: &Path,
+    model: &Path,
+    out: Option<PathBuf>,
+    calibration_images: usize,
+    method: Calibration,
+    seed: u64,
+    cache_dir: &Path,
+) -> Result<()> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    use tagger::tract_onnx::prelude::Framework;
+    let out = out.unwrap_or_else(|| model.with_extension("int8.onnx"));
+    let bytes = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
+    let mut info = tagger::model::read_info(&bytes)
+        .with_context(|| format!("{} is not a tagger float model", model.display()))?;
+    let proto = tagger::tract_onnx::onnx()
+        .proto_model_for_read(&mut std::io::Cursor::new(&bytes))
+        .map_err(|e| anyhow::anyhow!("{}: not an ONNX model: {e}", model.display()))?;
+    let net = training::quantize::folded_from_onnx(&proto)
+        .with_context(|| format!("cannot quantize {}", model.display()))?;
+    if calibration_images == 0 {
+        anyhow::bail!("the calibration set is empty: pass --calibration-images N with N > 0");
+    }
+    let split = Split::load(split_file)?;
+    if split.labels != info.labels {
+        anyhow::bail!(
+            "{} was trained on other labels than {}",
+            model.display(),
+            split_file.display()
+        );
+    }
+    let cache = open_cache(data, cache_dir, &split)?;
+    let mut pool = split.train.clone();
+    pool.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    let calib: Vec<&[u8]> = pool
+        .iter()
+        .filter_map(|e| cache.get(e.0))
+        .take(calibration_images)
+        .collect();
+    let mut input = vec![0f32; calib.len() * tagger::preprocess::IMAGE_LEN];
+    for (img, o) in calib
+        .iter()
+        .zip(input.chunks_mut(tagger::preprocess::IMAGE_LEN))
+    {
+        tagger::preprocess::normalize_into(img, &info.normalization, o);
+    }
+    let ranges = training::quantize::calibrate(&net, &info, &input, calib.len(), method)?;
+    let (input_scale, input_zero_point) = training::quantize::input_quantization(&info);
+    let settings = training::quantize::QuantSettings {
+        method,
+        calibration_images: calib.len(),
+        calibration_source: format!("training split, seed {seed}"),
+        weights: "int8 symmetric per output channel".into(),
+        activations: "u8 per tensor, zero point 0 after ReLU".into(),
+        input_scale,
+        input_zero_point,
+        activation_scales: ranges.iter().map(|r| r / 255.0).collect(),
+    };
+    info.quantization = Some(serde_json::to_string(&settings)?);
+    let q = training::onnx::encode(&training::quantize::int8_model(
+        &net, &info, &ranges, &settings,
+    ));
+    // tract must load and run it before it is written.
+    tagger::model::Model::from_bytes(
+        &q,
+        out.display().to_string(),
+        tagger::backend::BackendKind::Tract,
+        1,
+    )
+    .context("tract cannot run the quantized model")?;
+    training::util::write_atomic(&out, &q)?;
+    eprintln!(
+        "wrote {} ({} bytes, float {} bytes)",
+        out.display(),
+        q.len(),
+        bytes.len()
+    );
+    let cmp = training::compare::float_vs_int8(&bytes, &q, &split, &cache)?;
+    cmp.print();
+    let card_path = model.with_extension("json");
+    if card_path.is_file() {
+        let mut card: serde_json::Value = serde_json::from_slice(&std::fs::read(&card_path)?)?;
+        card["int8"] = serde_json::json!({
+            "onnx": out.file_name().map(|f| f.to_string_lossy().into_owned()),
+            "onnx_bytes": q.len(),
+            "onnx_sha256": training::util::sha256_hex(&q),
+            "settings": settings,
+            "comparison": cmp,
+            "reproduce": format!(
+                "cargo run --release -p training -- quantize --data ../shared/data/fashion-product-images-small --split {} --model {} --out {} --calibration-images {} --method {} --seed {}",
+                split_file.display(), model.display(), out.display(), calibration_images,
+                match method { Calibration::MinMax => "min-max", Calibration::Percentile => "percentile" }, seed
+            ),
+        });
+        training::util::write_json(&card_path, &card)?;
+        eprintln!("float vs int8 written to {}", card_path.display());
+    }
+    Ok(())
 }
 
 fn reproduce_commands(cfg: &TrainConfig, split: &Path, run: &Path, out: &Path) -> Vec<String> {

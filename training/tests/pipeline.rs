@@ -9,6 +9,7 @@ use tagger::model::Model;
 use tagger::preprocess::{self, Normalization};
 use training::cache::ImageCache;
 use training::model::Arch;
+use training::quantize::{self, Calibration};
 use training::split::{Split, SplitOptions};
 use training::train::{self, RunPaths, TrainConfig};
 
@@ -151,6 +152,84 @@ fn smoke_training_loss_falls_resumes_and_exports() {
     let text = String::from_utf8_lossy(&std::fs::read(&onnx).unwrap()).into_owned();
     assert!(!text.contains("BatchNormalization"));
     assert!(text.contains("Conv") && text.contains("logits") && text.contains("image"));
+
+    // int8: calibrated on training images only, close to float, labels kept, refusals.
+    let float_bytes = std::fs::read(&onnx).unwrap();
+    let proto = {
+        use tagger::tract_onnx::prelude::Framework;
+        tagger::tract_onnx::onnx()
+            .proto_model_for_read(&mut std::io::Cursor::new(&float_bytes))
+            .unwrap()
+    };
+    let net = quantize::folded_from_onnx(&proto).unwrap();
+    let mut info = model.info.clone();
+    let calib: Vec<&[u8]> = s.train.iter().map(|e| cache.get(e.0).unwrap()).collect();
+    let input = model.batch_input(&calib);
+    assert!(quantize::calibrate(&net, &info, &[], 0, Calibration::MinMax).is_err());
+    for method in [Calibration::MinMax, Calibration::Percentile] {
+        let ranges = quantize::calibrate(&net, &info, &input, calib.len(), method).unwrap();
+        assert_eq!(ranges.len(), net.convs.len());
+        let (input_scale, input_zero_point) = quantize::input_quantization(&info);
+        let settings = quantize::QuantSettings {
+            method,
+            calibration_images: calib.len(),
+            calibration_source: "fixture train split".into(),
+            weights: "int8".into(),
+            activations: "u8".into(),
+            input_scale,
+            input_zero_point,
+            activation_scales: ranges.iter().map(|r| r / 255.0).collect(),
+        };
+        info.quantization = Some(serde_json::to_string(&settings).unwrap());
+        let q = training::onnx::encode(&quantize::int8_model(&net, &info, &ranges, &settings));
+        let int8 = Model::from_bytes(&q, "int8".into(), BackendKind::Tract, 1).unwrap();
+        assert_eq!(int8.info.labels, s.labels);
+        assert!(int8.info.quantization.is_some());
+        assert!(q.len() * 2 < float_bytes.len(), "int8 file is not smaller");
+        // Stated tolerance: logits within 10% of the float logits' spread, same top-1 on >= 90%.
+        let imgs: Vec<&[u8]> = s
+            .test
+            .iter()
+            .chain(&s.val)
+            .map(|e| cache.get(e.0).unwrap())
+            .collect();
+        let x = model.batch_input(&imgs);
+        let (lf, lq) = (
+            model.logits(&x, imgs.len()).unwrap(),
+            int8.logits(&x, imgs.len()).unwrap(),
+        );
+        let spread =
+            lf.iter().fold(f32::MIN, |m, v| m.max(*v)) - lf.iter().fold(f32::MAX, |m, v| m.min(*v));
+        let worst = lf
+            .iter()
+            .zip(&lq)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            worst < 0.1 * spread,
+            "{method:?}: int8 off by {worst}, spread {spread}"
+        );
+        let k = model.classes();
+        let agree = lf
+            .chunks(k)
+            .zip(lq.chunks(k))
+            .filter(|(a, b)| tagger::classify::argmax(a) == tagger::classify::argmax(b))
+            .count();
+        assert!(
+            agree * 10 >= imgs.len() * 9,
+            "{method:?}: top-1 agreement {agree}/{}",
+            imgs.len()
+        );
+        // A quantized model cannot be quantized again.
+        let qproto = {
+            use tagger::tract_onnx::prelude::Framework;
+            tagger::tract_onnx::onnx()
+                .proto_model_for_read(&mut std::io::Cursor::new(&q))
+                .unwrap()
+        };
+        let err = quantize::folded_from_onnx(&qproto).unwrap_err().to_string();
+        assert!(err.contains("already quantized"), "{err}");
+    }
 
     // Evaluation writes metrics and plots.
     let m = training::evaluate::evaluate(&paths, &s, &cache).unwrap();
