@@ -114,6 +114,39 @@ fn bilinear(p: &[u8], w: usize, h: usize, x: f32, y: f32) -> f32 {
     top * (1.0 - fy) + bottom * fy
 }
 
+/// A PNG grid: each row is one training image, then `variants` augmented copies of it, at 2x.
+pub fn sample_grid(images: &[&[u8]], aug: &Augment, variants: usize, seed: u64) -> image::RgbImage {
+    let (w, h) = (WIDTH as usize, HEIGHT as usize);
+    let (cell_w, cell_h, gap) = (2 * w as u32, 2 * h as u32, 4u32);
+    let cols = 1 + variants as u32;
+    let mut grid = image::RgbImage::from_pixel(
+        cols * (cell_w + gap) + gap,
+        images.len() as u32 * (cell_h + gap) + gap,
+        image::Rgb([90, 90, 90]),
+    );
+    let mut scratch = vec![0u8; IMAGE_LEN];
+    let plane = w * h;
+    for (r, img) in images.iter().enumerate() {
+        for c in 0..cols {
+            let src: &[u8] = if c == 0 {
+                img
+            } else {
+                aug.apply(img, &mut scratch, seed + (r as u64) * 1000 + c as u64);
+                &scratch
+            };
+            let (x0, y0) = (gap + c * (cell_w + gap), gap + r as u32 * (cell_h + gap));
+            for y in 0..cell_h {
+                for x in 0..cell_w {
+                    let i = (y as usize / 2) * w + x as usize / 2;
+                    let px = image::Rgb([src[i], src[plane + i], src[2 * plane + i]]);
+                    grid.put_pixel(x0 + x, y0 + y, px);
+                }
+            }
+        }
+    }
+    grid
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,6 +111,24 @@ enum Cmd {
         #[arg(long, default_value = "runs/cache")]
         cache_dir: PathBuf,
     },
+    /// Write a PNG grid of training images next to augmented copies of them.
+    AugmentGrid {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "models/split.json")]
+        split: PathBuf,
+        #[arg(long, default_value = "docs/img/augmentation.png")]
+        out: PathBuf,
+        /// Rows (one image each, taken from different classes).
+        #[arg(long, default_value_t = 6)]
+        rows: usize,
+        #[arg(long, default_value_t = 5)]
+        variants: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value = "runs/cache")]
+        cache_dir: PathBuf,
+    },
     /// Quantize an exported float model to int8 (QLinearConv), calibrated on training images,
     /// then score float and int8 side by side on val and test (into the model card).
     Quantize {
@@ -342,6 +360,39 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             eprintln!("wrote {}", card_path.display());
+            Ok(())
+        }
+        Cmd::AugmentGrid {
+            data,
+            split,
+            out,
+            rows,
+            variants,
+            seed,
+            cache_dir,
+        } => {
+            let split = Split::load(&split)?;
+            let cache = open_cache(&data, &cache_dir, &split)?;
+            // The first training image of each of `rows` classes.
+            let mut picked: Vec<&[u8]> = vec![];
+            for class in 0..split.labels.len() {
+                if picked.len() == rows {
+                    break;
+                }
+                if let Some(img) = split
+                    .train
+                    .iter()
+                    .find(|e| e.1 == class)
+                    .and_then(|e| cache.get(e.0))
+                {
+                    picked.push(img);
+                }
+            }
+            let grid = training::augment::sample_grid(&picked, &Augment::default(), variants, seed);
+            let mut png = vec![];
+            grid.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+            training::util::write_atomic(&out, &png)?;
+            eprintln!("wrote {} (left column: originals)", out.display());
             Ok(())
         }
         Cmd::Quantize {

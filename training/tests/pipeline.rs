@@ -238,3 +238,40 @@ fn smoke_training_loss_falls_resumes_and_exports() {
     assert!(paths.dir.join("confusion_test.png").is_file());
     let _ = Device::flex();
 }
+
+#[test]
+fn augmentation_keeps_labels_and_shapes_and_spares_evaluation() {
+    let s = split();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = ImageCache::open(&fixture(), tmp.path(), &all_ids(&s)).unwrap();
+    let device = Device::flex();
+    let norm = Normalization::default();
+    let aug = training::augment::Augment::default();
+    let entries = &s.train[..8];
+    let (xa, ya, n) = train::batch_tensors(&cache, entries, &norm, &device, Some((&aug, 5)));
+    let (xb, yb, _) = train::batch_tensors(&cache, entries, &norm, &device, Some((&aug, 5)));
+    assert_eq!(n, 8);
+    assert_eq!(xa.dims(), [8, 3, 80, 60]);
+    let labels: Vec<i64> = entries.iter().map(|e| e.1 as i64).collect();
+    assert_eq!(
+        ya.into_data().convert::<i64>().try_to_vec::<i64>().unwrap(),
+        labels
+    );
+    assert_eq!(
+        yb.into_data().convert::<i64>().try_to_vec::<i64>().unwrap(),
+        labels
+    );
+    let (va, vb) = (
+        xa.into_data().try_to_vec::<f32>().unwrap(),
+        xb.into_data().try_to_vec::<f32>().unwrap(),
+    );
+    assert_eq!(va, vb, "same seed, same batch");
+    // The evaluation path (no augmentation) feeds exactly the preprocessed images.
+    let (xe, _, _) = train::batch_tensors(&cache, entries, &norm, &device, None);
+    let plain: Vec<f32> = entries
+        .iter()
+        .flat_map(|e| preprocess::normalize(cache.get(e.0).unwrap(), &norm))
+        .collect();
+    assert_eq!(xe.into_data().try_to_vec::<f32>().unwrap(), plain);
+    assert_ne!(va, plain, "augmentation changed the training batch");
+}
