@@ -138,10 +138,23 @@ pub fn float_model(net: &FoldedNet, info: &ModelInfo) -> pb::ModelProto {
             x = pool_out;
         }
     }
+    head(net, &x, &mut nodes, &mut inits);
+    let graph = graph(info.name.clone(), nodes, inits, net.classes);
+    onnx::model(graph, info)
+}
+
+/// Global average pool -> Flatten -> Gemm from feature map `x` to `logits`: the f32 tail shared
+/// by the float and int8 graphs.
+pub fn head(
+    net: &FoldedNet,
+    x: &str,
+    nodes: &mut Vec<pb::NodeProto>,
+    inits: &mut Vec<pb::TensorProto>,
+) {
     nodes.push(onnx::node(
         "GlobalAveragePool",
         "gap",
-        &[&x],
+        &[x],
         &["gap"],
         vec![],
     ));
@@ -169,16 +182,24 @@ pub fn float_model(net: &FoldedNet, info: &ModelInfo) -> pb::ModelProto {
         &[OUTPUT_NAME],
         vec![],
     ));
-    let graph = pb::GraphProto {
-        name: info.name.clone(),
+}
+
+/// The graph around `nodes`: input `image` [N,3,80,60], output `logits` [N,classes].
+pub fn graph(
+    name: String,
+    nodes: Vec<pb::NodeProto>,
+    inits: Vec<pb::TensorProto>,
+    classes: usize,
+) -> pb::GraphProto {
+    pb::GraphProto {
+        name,
         node: nodes,
         initializer: inits,
         input: vec![onnx::batched_value(
             INPUT_NAME,
             &[3, HEIGHT as i64, WIDTH as i64],
         )],
-        output: vec![onnx::batched_value(OUTPUT_NAME, &[net.classes as i64])],
+        output: vec![onnx::batched_value(OUTPUT_NAME, &[classes as i64])],
         ..Default::default()
-    };
-    onnx::model(graph, info)
+    }
 }

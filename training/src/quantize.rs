@@ -22,7 +22,7 @@ use crate::export::{FoldedConv, FoldedNet};
 use crate::onnx;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use tagger::metadata::{ModelInfo, INPUT_NAME, OUTPUT_NAME};
+use tagger::metadata::{ModelInfo, INPUT_NAME};
 use tagger::preprocess::{HEIGHT, WIDTH};
 use tagger::tract_onnx::pb;
 use tagger::tract_onnx::prelude::*;
@@ -295,48 +295,8 @@ pub fn int8_model(
         &["features.map"],
         vec![],
     ));
-    nodes.push(onnx::node(
-        "GlobalAveragePool",
-        "gap",
-        &["features.map"],
-        &["gap"],
-        vec![],
-    ));
-    nodes.push(onnx::node(
-        "Flatten",
-        "flatten",
-        &["gap"],
-        &["features"],
-        vec![onnx::attr_int("axis", 1)],
-    ));
-    inits.push(onnx::tensor_f32(
-        "head.weight",
-        &[net.features as i64, net.classes as i64],
-        &net.head_w,
-    ));
-    inits.push(onnx::tensor_f32(
-        "head.bias",
-        &[net.classes as i64],
-        &net.head_b,
-    ));
-    nodes.push(onnx::node(
-        "Gemm",
-        "head",
-        &["features", "head.weight", "head.bias"],
-        &[OUTPUT_NAME],
-        vec![],
-    ));
-    let graph = pb::GraphProto {
-        name: format!("{}-int8", info.name),
-        node: nodes,
-        initializer: inits,
-        input: vec![onnx::batched_value(
-            INPUT_NAME,
-            &[3, HEIGHT as i64, WIDTH as i64],
-        )],
-        output: vec![onnx::batched_value(OUTPUT_NAME, &[net.classes as i64])],
-        ..Default::default()
-    };
+    crate::export::head(net, "features.map", &mut nodes, &mut inits);
+    let graph = crate::export::graph(format!("{}-int8", info.name), nodes, inits, net.classes);
     onnx::model(graph, info)
 }
 
