@@ -24,6 +24,14 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// One JSON value per line of stdout (`--format jsonl`).
+fn jsonl(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -52,10 +60,7 @@ fn built_in_model_labels_real_photos_correctly() {
     assert_eq!(files.len(), 13);
     let out = tag(&["--format", "jsonl", &examples().display().to_string()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let lines: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = jsonl(&out);
     assert_eq!(lines.len(), 13);
     let mut wrong = vec![];
     for (file, v) in files.iter().zip(&lines) {
@@ -236,10 +241,7 @@ fn bad_inputs_are_reported_and_the_rest_still_tagged() {
     let out = tag(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"));
-    let lines: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = jsonl(&out);
     assert_eq!(lines.len(), 6);
     for ((name, _, why), v) in cases.iter().zip(&lines) {
         let err = v["error"].as_str().unwrap_or_else(|| panic!("{name}: {v}"));
@@ -330,10 +332,7 @@ fn png_webp_and_bmp_are_read_like_jpeg() {
     }
     let out = tag(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let lines: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = jsonl(&out);
     assert_eq!(lines.len(), 4);
     let c0 = lines[0]["confidence"].as_f64().unwrap();
     for v in &lines[1..] {
@@ -375,12 +374,8 @@ fn shipped_int8_model_runs_in_tract_and_carries_labels() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let float = tag(&["--format", "jsonl", &examples().display().to_string()]);
-    let labels = |o: &Output| -> Vec<String> {
-        stdout(o)
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["label"].to_string())
-            .collect()
-    };
+    let labels =
+        |o: &Output| -> Vec<String> { jsonl(o).iter().map(|v| v["label"].to_string()).collect() };
     assert_eq!(labels(&out).len(), 13);
     // int8 agrees with float on 99.8% of the test split (models/baseline.json); allow one miss.
     let same = labels(&out)

@@ -125,16 +125,7 @@ pub fn float_model(net: &FoldedNet, info: &ModelInfo) -> pb::ModelProto {
         x = relu_out;
         if c.pool {
             let pool_out = format!("pool{i}");
-            nodes.push(onnx::node(
-                "MaxPool",
-                &pool_out,
-                &[&x],
-                &[&pool_out],
-                vec![
-                    onnx::attr_ints("kernel_shape", &[2, 2]),
-                    onnx::attr_ints("strides", &[2, 2]),
-                ],
-            ));
+            nodes.push(onnx::max_pool_2x2(&pool_out, &x, &pool_out));
             x = pool_out;
         }
     }

@@ -50,6 +50,20 @@ pub fn node(
     }
 }
 
+/// 2x2 max pooling with stride 2 (works on f32 and on u8/i8 tensors alike).
+pub fn max_pool_2x2(name: &str, input: &str, output: &str) -> pb::NodeProto {
+    node(
+        "MaxPool",
+        name,
+        &[input],
+        &[output],
+        vec![
+            attr_ints("kernel_shape", &[2, 2]),
+            attr_ints("strides", &[2, 2]),
+        ],
+    )
+}
+
 pub fn tensor_f32(name: &str, dims: &[i64], data: &[f32]) -> pb::TensorProto {
     assert_eq!(dims.iter().product::<i64>() as usize, data.len(), "{name}");
     pb::TensorProto {

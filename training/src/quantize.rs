@@ -275,16 +275,7 @@ pub fn int8_model(
         in_scale = y_scale;
         if c.pool {
             let p = format!("pool{i}.q");
-            nodes.push(onnx::node(
-                "MaxPool",
-                &format!("pool{i}"),
-                &[&x],
-                &[&p],
-                vec![
-                    onnx::attr_ints("kernel_shape", &[2, 2]),
-                    onnx::attr_ints("strides", &[2, 2]),
-                ],
-            ));
+            nodes.push(onnx::max_pool_2x2(&format!("pool{i}"), &x, &p));
             x = p;
         }
     }
