@@ -17,7 +17,8 @@ pub trait Backend: Send + Sync {
 }
 
 /// Which backend to load a model with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// tract, pure Rust (default, always available).
     Tract,

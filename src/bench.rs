@@ -25,11 +25,16 @@ pub struct BenchReport {
 
 /// Peak resident memory of this process (VmHWM), in MiB; 0 where /proc is unavailable.
 pub fn peak_rss_mb() -> f64 {
+    proc_status_mb("VmHWM:")
+}
+
+/// A memory line of /proc/self/status (`VmRSS:`, `VmHWM:`) in MiB; 0 where unavailable.
+pub fn proc_status_mb(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })

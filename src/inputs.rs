@@ -44,7 +44,8 @@ impl Input {
     }
 }
 
-fn is_image(p: &Path) -> bool {
+/// True for the file extensions `tag` reads (case-insensitive).
+pub fn is_image_path(p: &Path) -> bool {
     p.extension()
         .and_then(|e| e.to_str())
         .map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
@@ -66,7 +67,7 @@ fn walk(dir: &Path, out: &mut Vec<Input>) {
     for p in entries {
         if p.is_dir() {
             walk(&p, out);
-        } else if is_image(&p) {
+        } else if is_image_path(&p) {
             out.push(Input::File(p));
         }
     }

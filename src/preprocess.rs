@@ -148,6 +148,90 @@ pub fn fit(image: &DynamicImage) -> RgbImage {
     canvas
 }
 
+/// A region of interest as fractions of the frame (0..1), so one setting fits any camera
+/// resolution: a conveyor camera classifies the product, not the belt around it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Roi {
+    pub x: f32,
+    pub y: f32,
+    pub width: f32,
+    pub height: f32,
+}
+
+impl Default for Roi {
+    fn default() -> Self {
+        Self::FULL
+    }
+}
+
+impl Roi {
+    /// The whole frame.
+    pub const FULL: Roi = Roi {
+        x: 0.0,
+        y: 0.0,
+        width: 1.0,
+        height: 1.0,
+    };
+
+    /// A centred crop covering `fraction` of each side.
+    pub fn centre(fraction: f32) -> Roi {
+        let m = (1.0 - fraction) / 2.0;
+        Roi {
+            x: m,
+            y: m,
+            width: fraction,
+            height: fraction,
+        }
+    }
+
+    /// Checks the fractions; the message says which value is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        let ok = |v: f32| v.is_finite() && (0.0..=1.0).contains(&v);
+        for (name, v) in [
+            ("x", self.x),
+            ("y", self.y),
+            ("width", self.width),
+            ("height", self.height),
+        ] {
+            if !ok(v) {
+                return Err(format!(
+                    "roi.{name} = {v} must be a fraction between 0 and 1"
+                ));
+            }
+        }
+        if self.width <= 0.0 || self.height <= 0.0 {
+            return Err("roi.width and roi.height must be above 0".into());
+        }
+        if self.x + self.width > 1.0 + 1e-6 || self.y + self.height > 1.0 + 1e-6 {
+            return Err(format!(
+                "roi reaches outside the frame (x + width = {}, y + height = {}; both must be <= 1)",
+                self.x + self.width,
+                self.y + self.height
+            ));
+        }
+        Ok(())
+    }
+
+    /// The ROI in pixels of a `w` x `h` frame: (x, y, width, height), at least 1x1, inside it.
+    pub fn pixels(&self, w: u32, h: u32) -> (u32, u32, u32, u32) {
+        let x = ((self.x * w as f32).round() as u32).min(w.saturating_sub(1));
+        let y = ((self.y * h as f32).round() as u32).min(h.saturating_sub(1));
+        let rw = ((self.width * w as f32).round() as u32).clamp(1, w - x);
+        let rh = ((self.height * h as f32).round() as u32).clamp(1, h - y);
+        (x, y, rw, rh)
+    }
+
+    /// The part of a frame to classify; the full ROI returns the frame as it is.
+    pub fn crop<'a>(&self, frame: &'a DynamicImage) -> std::borrow::Cow<'a, DynamicImage> {
+        if *self == Roi::FULL {
+            return std::borrow::Cow::Borrowed(frame);
+        }
+        let (x, y, w, h) = self.pixels(frame.width(), frame.height());
+        std::borrow::Cow::Owned(frame.crop_imm(x, y, w, h))
+    }
+}
+
 /// Planar CHW bytes of a WIDTH x HEIGHT RGB image: the compact form cached for training.
 pub fn to_chw_u8(rgb: &RgbImage) -> Vec<u8> {
     assert_eq!(

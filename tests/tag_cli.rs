@@ -1,40 +1,12 @@
 //! Drives the real `tag` binary over fixture images: output formats, top-k, threshold, exit
 //! codes, bad inputs, and the built-in model's labels on real product photos it never trained on.
 
+mod common;
+
+use common::*;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-fn tag(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tag"))
-        .args(args)
-        .output()
-        .expect("tag runs")
-}
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/examples")
-}
-
-fn example(name: &str) -> String {
-    examples().join(name).display().to_string()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// One JSON value per line of stdout (`--format jsonl`).
-fn jsonl(o: &Output) -> Vec<serde_json::Value> {
-    stdout(o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// Expected class of an example file: `flip-flops.jpg` -> `Flip Flops`.
 fn expected_label(file: &str) -> String {

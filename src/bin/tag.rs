@@ -4,6 +4,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use tagger::backend::BackendKind;
+use tagger::config::{StationConfig, WatchFormat};
 use tagger::model::{self, Model};
 use tagger::output::{Format, RecordContext, Writer};
 use tagger::tagging::{tag_inputs, TagOptions};
@@ -45,12 +46,12 @@ struct ModelArgs {
     /// ONNX model exported by the training crate (default: the model built into `tag`).
     #[arg(long, global = true)]
     model: Option<PathBuf>,
-    /// Inference backend.
-    #[arg(long, value_enum, default_value_t = BackendKind::Tract, global = true)]
-    backend: BackendKind,
-    /// Threads for inference.
-    #[arg(long, default_value_t = 1, global = true)]
-    threads: usize,
+    /// Inference backend [default: tract].
+    #[arg(long, value_enum, global = true)]
+    backend: Option<BackendKind>,
+    /// Threads for inference [default: 1].
+    #[arg(long, global = true)]
+    threads: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -85,13 +86,72 @@ enum Cmd {
         #[arg(long, default_value = "human")]
         format: String,
     },
+    /// Classify a camera stream continuously; report each product once (see firmware-config/).
+    Watch(Box<WatchArgs>),
+}
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Examples:
+  tag watch --source /dev/video0 --config firmware-config/raspberry-pi-5.toml
+  tag watch --source http://10.0.0.7:8080/video.mjpg --format human
+  tag watch --source recorded-shift/ --max-frames 1000 --snapshots snaps/
+
+Command-line options override the config file. Stops cleanly on Ctrl-C or SIGTERM.")]
+struct WatchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Frames: /dev/videoN (V4L2), http://host:port/path (MJPEG stream) or a folder of frames
+    /// replayed in name order.
+    #[arg(long)]
+    source: Option<String>,
+    /// Station settings (one TOML per device in firmware-config/).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Stop after this many frames from the source.
+    #[arg(long)]
+    max_frames: Option<u64>,
+    /// Output format [default: jsonl].
+    #[arg(long, value_enum)]
+    format: Option<WatchFormat>,
+    /// Confidence (0..1) a frame needs to count towards a product [default: 0.6].
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// Consecutive agreeing frames before a product is reported [default: 3].
+    #[arg(long)]
+    debounce: Option<usize>,
+    /// Region of interest `x,y,width,height` as fractions of the frame, e.g. `0.25,0,0.5,1`.
+    #[arg(long)]
+    roi: Option<String>,
+    /// Pace of a folder replay in frames/s (frames are then dropped when inference lags).
+    #[arg(long)]
+    fps: Option<f32>,
+    /// Replay a folder source again and again.
+    #[arg(long)]
+    repeat: bool,
+    /// Save an annotated JPEG of each reported product into this folder.
+    #[arg(long)]
+    snapshots: Option<PathBuf>,
+    /// Show annotated frames on this Linux framebuffer (e.g. /dev/fb0).
+    #[arg(long)]
+    framebuffer: Option<PathBuf>,
+    /// Write a record for every classified frame, not only for reported products.
+    #[arg(long)]
+    all_frames: bool,
+    /// Seconds between stats lines on stderr [default: 10].
+    #[arg(long)]
+    stats_interval: Option<f32>,
+    /// Stats and summary lines on stderr as JSON.
+    #[arg(long)]
+    stats_json: bool,
 }
 
 fn load_model(args: &ModelArgs) -> anyhow::Result<Model> {
-    let threads = args.threads.max(1);
+    let threads = args.threads.unwrap_or(1).max(1);
+    let backend = args.backend.unwrap_or(BackendKind::Tract);
     match &args.model {
-        Some(p) => Model::from_path(p, args.backend, threads),
-        None => Model::embedded(args.backend, threads),
+        Some(p) => Model::from_path(p, backend, threads),
+        None => Model::embedded(backend, threads),
     }
 }
 
@@ -128,6 +188,7 @@ fn main() {
             iterations,
             format,
         }) => bench(&model, iterations, &format),
+        Some(Cmd::Watch(args)) => watch(*args),
         None => tag(cli.tag),
     });
 }
@@ -137,8 +198,9 @@ fn bench(args: &ModelArgs, iterations: usize, format: &str) -> i32 {
         eprintln!("tag: error: --format for bench is `human` or `json`, not `{format}`");
         return EXIT_USAGE;
     }
-    let threads = args.threads.max(1);
-    match tagger::bench::run(|| load_model(args), args.backend, threads, iterations) {
+    let threads = args.threads.unwrap_or(1).max(1);
+    let backend = args.backend.unwrap_or(BackendKind::Tract);
+    match tagger::bench::run(|| load_model(args), backend, threads, iterations) {
         Ok(r) => {
             if format == "json" {
                 println!("{}", serde_json::to_string(&r).expect("report serialises"));
@@ -233,5 +295,144 @@ fn tag(args: TagArgs) -> i32 {
         EXIT_SOME_FAILED
     } else {
         EXIT_OK
+    }
+}
+
+/// The config file, then the command line on top; validated once both are applied.
+fn watch_config(args: &WatchArgs) -> anyhow::Result<StationConfig> {
+    let mut cfg = match &args.config {
+        Some(p) => StationConfig::load(p)?,
+        None => StationConfig::default(),
+    };
+    let m = &args.model;
+    if m.model.is_some() {
+        cfg.model.path = m.model.clone();
+    }
+    cfg.model.backend = m.backend.unwrap_or(cfg.model.backend);
+    cfg.model.threads = m.threads.unwrap_or(cfg.model.threads);
+    if args.source.is_some() {
+        cfg.source.uri = args.source.clone();
+    }
+    cfg.source.fps = args.fps.or(cfg.source.fps);
+    cfg.source.repeat |= args.repeat;
+    cfg.output.format = args.format.unwrap_or(cfg.output.format);
+    cfg.output.all_frames |= args.all_frames;
+    cfg.output.stats_json |= args.stats_json;
+    cfg.output.stats_interval_s = args.stats_interval.unwrap_or(cfg.output.stats_interval_s);
+    cfg.verdict.threshold = args.threshold.unwrap_or(cfg.verdict.threshold);
+    cfg.verdict.debounce = args.debounce.unwrap_or(cfg.verdict.debounce);
+    if args.snapshots.is_some() {
+        cfg.overlay.snapshots = args.snapshots.clone();
+    }
+    if args.framebuffer.is_some() {
+        cfg.overlay.framebuffer = args.framebuffer.clone();
+    }
+    if let Some(roi) = &args.roi {
+        let v: Vec<f32> = roi
+            .split(',')
+            .map(|x| x.trim().parse::<f32>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                anyhow::anyhow!("--roi `{roi}`: expected four numbers x,y,width,height")
+            })?;
+        let [x, y, width, height] = v[..] else {
+            anyhow::bail!("--roi `{roi}`: expected four numbers x,y,width,height");
+        };
+        cfg.roi = tagger::preprocess::Roi {
+            x,
+            y,
+            width,
+            height,
+        };
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn watch(args: WatchArgs) -> i32 {
+    let cfg = match watch_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tag watch: error: {e:#}");
+            return EXIT_USAGE;
+        }
+    };
+    let Some(source) = cfg.source.uri.clone() else {
+        eprintln!("tag watch: error: no frame source; give --source (/dev/video0, http://..., a folder) or source.uri in the config");
+        return EXIT_USAGE;
+    };
+    let model_args = ModelArgs {
+        model: cfg.model.path.clone(),
+        backend: Some(cfg.model.backend),
+        threads: Some(cfg.model.threads),
+    };
+    let model = match load_model(&model_args) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("tag watch: error: {e:#}");
+            return EXIT_USAGE;
+        }
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // Ctrl-C and SIGTERM: finish the frame in hand, flush, print the summary, exit 0.
+        if let Err(e) =
+            ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed))
+        {
+            eprintln!("tag watch: warning: cannot catch Ctrl-C/SIGTERM ({e}); a stop may lose the last line");
+        }
+    }
+    let mut out: Box<dyn std::io::Write> = match &cfg.output.path {
+        Some(p) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+        {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                eprintln!("tag watch: error: cannot open output {}: {e}", p.display());
+                return EXIT_USAGE;
+            }
+        },
+        None => Box::new(std::io::stdout().lock()),
+    };
+    eprintln!(
+        "tag watch: {} v{} on {} x{}, source {source}",
+        model.info.name,
+        model.info.version,
+        model.backend_name(),
+        cfg.model.threads
+    );
+    let opts = tagger::watch::WatchOptions {
+        config: &cfg,
+        source: &source,
+        max_frames: args.max_frames,
+        stop,
+    };
+    match tagger::watch::run(&model, &opts, &mut out) {
+        Ok(s) => {
+            if cfg.output.stats_json {
+                let mut v = serde_json::to_value(&s).expect("summary serialises");
+                v["event"] = "summary".into();
+                eprintln!("{v}");
+            } else {
+                eprintln!(
+                    "tag watch: done: {} frames captured, {} classified, {} dropped, {} corrupt, {} products in {:.1} s (p50 {:.2} ms, p99 {:.2} ms)",
+                    s.captured, s.processed, s.dropped, s.corrupt, s.verdicts, s.seconds, s.p50_ms, s.p99_ms
+                );
+            }
+            match s.source_error {
+                Some(e) => {
+                    eprintln!("tag watch: error: source failed: {e}");
+                    EXIT_SOME_FAILED
+                }
+                None => EXIT_OK,
+            }
+        }
+        Err(e) => {
+            eprintln!("tag watch: error: {e:#}");
+            EXIT_USAGE
+        }
     }
 }

@@ -1,0 +1,311 @@
+//! Station settings for `tag watch`: one TOML file per device under `firmware-config/`.
+//!
+//! Parsing is strict (`deny_unknown_fields` everywhere, every value range-checked) because a typo
+//! on a headless device must stop the service with a message, not silently fall back to a
+//! default and tag the conveyor belt for a whole shift.
+
+use crate::backend::BackendKind;
+use crate::preprocess::Roi;
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationConfig {
+    /// Free text: which device this file is for.
+    #[serde(default)]
+    pub target: String,
+    #[serde(default)]
+    pub model: ModelSection,
+    #[serde(default)]
+    pub source: SourceSection,
+    /// Part of the frame to classify, as fractions; the whole frame when absent.
+    #[serde(default)]
+    pub roi: Roi,
+    #[serde(default)]
+    pub verdict: VerdictSection,
+    #[serde(default)]
+    pub overlay: OverlaySection,
+    #[serde(default)]
+    pub output: OutputSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// ONNX file; the model built into `tag` when absent.
+    pub path: Option<PathBuf>,
+    #[serde(default = "default_backend")]
+    pub backend: BackendKind,
+    #[serde(default = "one")]
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    /// `/dev/videoN` (V4L2), `http://host:port/path` (MJPEG stream) or a folder of frames.
+    pub uri: Option<String>,
+    /// Capture size asked of a V4L2 camera (the driver picks the nearest it supports).
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Frame rate: asked of a V4L2 camera; the replay pace of a folder (absent: as fast as
+    /// inference goes, no frame dropped).
+    pub fps: Option<f32>,
+    /// Replay a folder again from the start when it ends (soak tests, demos).
+    #[serde(default)]
+    pub repeat: bool,
+    /// Longest wait between reconnection attempts to a lost camera, in seconds.
+    #[serde(default = "default_reconnect")]
+    pub reconnect_max_s: f32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictSection {
+    /// Below this confidence a frame counts as "no product recognised".
+    #[serde(default = "default_threshold")]
+    pub threshold: f32,
+    /// Consecutive frames that must agree before a product is reported.
+    #[serde(default = "default_debounce")]
+    pub debounce: usize,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlaySection {
+    /// Folder for annotated JPEG snapshots, one per reported product.
+    pub snapshots: Option<PathBuf>,
+    /// Linux framebuffer (e.g. `/dev/fb0`) to show each annotated frame on.
+    pub framebuffer: Option<PathBuf>,
+    /// Framebuffer geometry; read from /sys/class/graphics when absent.
+    pub framebuffer_geometry: Option<FbGeometry>,
+    /// JPEG quality of snapshots (1-100).
+    pub jpeg_quality: Option<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FbGeometry {
+    pub width: u32,
+    pub height: u32,
+    /// 16 (RGB565) or 32 (XRGB8888).
+    pub bits_per_pixel: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchFormat {
+    /// One line per reported product.
+    Human,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSection {
+    #[serde(default = "default_format")]
+    pub format: WatchFormat,
+    /// File to append verdicts to; stdout when absent.
+    pub path: Option<PathBuf>,
+    /// Also write a record for every classified frame, not only for reported products.
+    #[serde(default)]
+    pub all_frames: bool,
+    /// Seconds between stats lines on stderr (fps, latency, dropped frames).
+    #[serde(default = "default_stats_interval")]
+    pub stats_interval_s: f32,
+    /// Stats lines as JSON instead of text.
+    #[serde(default)]
+    pub stats_json: bool,
+}
+
+fn one() -> usize {
+    1
+}
+fn default_backend() -> BackendKind {
+    BackendKind::Tract
+}
+fn default_reconnect() -> f32 {
+    30.0
+}
+fn default_threshold() -> f32 {
+    0.6
+}
+fn default_debounce() -> usize {
+    3
+}
+fn default_format() -> WatchFormat {
+    WatchFormat::Jsonl
+}
+fn default_stats_interval() -> f32 {
+    10.0
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self {
+            path: None,
+            backend: default_backend(),
+            threads: one(),
+        }
+    }
+}
+impl Default for SourceSection {
+    fn default() -> Self {
+        Self {
+            uri: None,
+            width: None,
+            height: None,
+            fps: None,
+            repeat: false,
+            reconnect_max_s: default_reconnect(),
+        }
+    }
+}
+impl Default for VerdictSection {
+    fn default() -> Self {
+        Self {
+            threshold: default_threshold(),
+            debounce: default_debounce(),
+        }
+    }
+}
+impl Default for OutputSection {
+    fn default() -> Self {
+        Self {
+            format: default_format(),
+            path: None,
+            all_frames: false,
+            stats_interval_s: default_stats_interval(),
+            stats_json: false,
+        }
+    }
+}
+
+impl StationConfig {
+    /// Reads and validates a config file; errors name the file, the key and the fix.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let cfg: Self = toml::from_str(&text)
+            .with_context(|| format!("config {} is invalid", path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("config {} is invalid", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// Range checks that types alone cannot express. Call again after command-line overrides.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=64).contains(&self.model.threads) {
+            bail!(
+                "model.threads = {} must be between 1 and 64",
+                self.model.threads
+            );
+        }
+        let s = &self.source;
+        if s.width.is_some() != s.height.is_some() {
+            bail!("source.width and source.height go together: give both or neither");
+        }
+        if let (Some(w), Some(h)) = (s.width, s.height) {
+            if !(16..=8192).contains(&w) || !(16..=8192).contains(&h) {
+                bail!("source.width x height = {w}x{h} must be between 16 and 8192 pixels each");
+            }
+        }
+        if let Some(fps) = s.fps {
+            if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
+                bail!("source.fps = {fps} must be above 0 and at most 1000");
+            }
+        }
+        if !(s.reconnect_max_s.is_finite() && s.reconnect_max_s >= 0.1) {
+            bail!(
+                "source.reconnect_max_s = {} must be at least 0.1",
+                s.reconnect_max_s
+            );
+        }
+        self.roi.validate().map_err(anyhow::Error::msg)?;
+        let v = &self.verdict;
+        if !(v.threshold.is_finite() && (0.0..=1.0).contains(&v.threshold)) {
+            bail!(
+                "verdict.threshold = {} must be between 0 and 1",
+                v.threshold
+            );
+        }
+        if !(1..=1000).contains(&v.debounce) {
+            bail!(
+                "verdict.debounce = {} must be between 1 and 1000 frames",
+                v.debounce
+            );
+        }
+        if let Some(q) = self.overlay.jpeg_quality {
+            if !(1..=100).contains(&q) {
+                bail!("overlay.jpeg_quality = {q} must be between 1 and 100");
+            }
+        }
+        if let Some(g) = self.overlay.framebuffer_geometry {
+            if g.bits_per_pixel != 16 && g.bits_per_pixel != 32 {
+                bail!(
+                    "overlay.framebuffer_geometry.bits_per_pixel = {} must be 16 or 32",
+                    g.bits_per_pixel
+                );
+            }
+            if g.width == 0 || g.height == 0 {
+                bail!("overlay.framebuffer_geometry width and height must be above 0");
+            }
+        }
+        let o = &self.output;
+        if !(o.stats_interval_s.is_finite() && o.stats_interval_s > 0.0) {
+            bail!(
+                "output.stats_interval_s = {} must be above 0",
+                o.stats_interval_s
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<StationConfig> {
+        let cfg: StationConfig = toml::from_str(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn empty_config_gets_defaults() {
+        let cfg = parse("").unwrap();
+        assert_eq!(cfg.verdict.debounce, 3);
+        assert_eq!(cfg.roi, Roi::FULL);
+        assert_eq!(cfg.output.format, WatchFormat::Jsonl);
+    }
+
+    #[test]
+    fn typo_is_named() {
+        let e = format!("{:#}", parse("[verdict]\ntreshold = 0.5\n").unwrap_err());
+        assert!(e.contains("treshold"), "{e}");
+        let e = format!("{:#}", parse("[modle]\npath = \"x.onnx\"\n").unwrap_err());
+        assert!(e.contains("modle"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (text, key) in [
+            ("[verdict]\nthreshold = 1.5\n", "verdict.threshold"),
+            ("[verdict]\ndebounce = 0\n", "verdict.debounce"),
+            ("[model]\nthreads = 0\n", "model.threads"),
+            ("[model]\nbackend = \"cuda\"\n", "cuda"),
+            ("[roi]\nx = 0.5\ny = 0\nwidth = 0.8\nheight = 1\n", "roi reaches outside"),
+            ("[source]\nwidth = 640\n", "source.width and source.height"),
+            ("[source]\nfps = 0\n", "source.fps"),
+            ("[overlay]\nframebuffer_geometry = { width = 8, height = 8, bits_per_pixel = 24 }\n", "bits_per_pixel"),
+            ("[output]\nformat = \"xml\"\n", "xml"),
+        ] {
+            let e = format!("{:#}", parse(text).unwrap_err());
+            assert!(e.contains(key), "{text:?} gave {e}");
+        }
+    }
+}

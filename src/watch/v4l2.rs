@@ -1,0 +1,213 @@
+//! V4L2 cameras (`/dev/videoN`): USB cameras, and the Raspberry Pi camera through libcamera's
+//! V4L2 compatibility layer. Kept thin on purpose: open, pick MJPEG (or YUYV), stream, and hand
+//! the bytes on; everything else is the same as for any other source.
+
+use super::source::FrameSource;
+use crate::config::SourceSection;
+use anyhow::Result;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+#[cfg(target_os = "linux")]
+pub fn open(
+    dev: &Path,
+    cfg: &SourceSection,
+    stop: Arc<AtomicBool>,
+) -> Result<Box<dyn FrameSource>> {
+    Ok(Box::new(linux::V4l2Source::open(dev, cfg, stop)?))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn open(
+    dev: &Path,
+    _cfg: &SourceSection,
+    _stop: Arc<AtomicBool>,
+) -> Result<Box<dyn FrameSource>> {
+    anyhow::bail!("camera {}: V4L2 cameras need Linux", dev.display())
+}
+
+/// YUYV 4:2:2 (two pixels in four bytes: Y0 U Y1 V) to RGB, BT.601 studio range.
+pub fn yuyv_to_rgb(data: &[u8], width: u32, height: u32, stride: usize) -> Option<image::RgbImage> {
+    let (w, h) = (width as usize, height as usize);
+    if w % 2 != 0 || stride < w * 2 || data.len() < stride * (h.saturating_sub(1)) + w * 2 {
+        return None;
+    }
+    let mut out = image::RgbImage::new(width, height);
+    let buf: &mut [u8] = &mut out;
+    for y in 0..h {
+        let row = &data[y * stride..y * stride + w * 2];
+        for (x2, px) in row.chunks_exact(4).enumerate() {
+            let (u, v) = (px[1] as f32 - 128.0, px[3] as f32 - 128.0);
+            for (k, luma) in [px[0], px[2]].into_iter().enumerate() {
+                let c = 1.164 * (luma as f32 - 16.0);
+                let o = (y * w + x2 * 2 + k) * 3;
+                buf[o] = (c + 1.596 * v).round().clamp(0.0, 255.0) as u8;
+                buf[o + 1] = (c - 0.392 * u - 0.813 * v).round().clamp(0.0, 255.0) as u8;
+                buf[o + 2] = (c + 2.017 * u).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    Some(out)
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use super::super::source::{sleep_unless_stopped, Backoff, FrameData, FrameSource};
+    use super::yuyv_to_rgb;
+    use crate::config::SourceSection;
+    use anyhow::{anyhow, Context, Result};
+    use linuxvideo::format::{PixFormat, PixelFormat};
+    use linuxvideo::stream::ReadStream;
+    use linuxvideo::{BufType, Device};
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    /// What the driver agreed to (it may round the asked size).
+    #[derive(Clone, Copy)]
+    struct Negotiated {
+        width: u32,
+        height: u32,
+        format: PixelFormat,
+        stride: usize,
+    }
+
+    pub struct V4l2Source {
+        dev: PathBuf,
+        cfg: SourceSection,
+        stream: Option<(ReadStream, Negotiated)>,
+        backoff: Backoff,
+        stop: Arc<AtomicBool>,
+    }
+
+    fn start(dev: &Path, cfg: &SourceSection) -> Result<(ReadStream, Negotiated)> {
+        let device = Device::open(dev).with_context(|| {
+            format!(
+                "cannot open camera {} (is it plugged in? `ls /dev/video*` lists cameras; the \
+                 user needs to be in the `video` group)",
+                dev.display()
+            )
+        })?;
+        let formats = device
+            .formats(BufType::VIDEO_CAPTURE)
+            .map(|f| f.map(|f| f.pixel_format()))
+            .collect::<std::io::Result<Vec<_>>>()
+            .with_context(|| format!("camera {}: cannot list its formats", dev.display()))?;
+        let format = [PixelFormat::MJPG, PixelFormat::JPEG, PixelFormat::YUYV]
+            .into_iter()
+            .find(|f| formats.contains(f))
+            .ok_or_else(|| {
+                anyhow!(
+                    "camera {} offers {formats:?}; tag watch reads MJPG, JPEG or YUYV",
+                    dev.display()
+                )
+            })?;
+        let (w, h) = (cfg.width.unwrap_or(640), cfg.height.unwrap_or(480));
+        let capture = device
+            .video_capture(PixFormat::new(w, h, format))
+            .with_context(|| format!("camera {}: cannot set {w}x{h} {format:?}", dev.display()))?;
+        if let Some(fps) = cfg.fps {
+            // Best effort: not every driver lets the rate be set.
+            let _ =
+                capture.set_frame_interval(linuxvideo::Fract::new(1, fps.round().max(1.0) as u32));
+        }
+        let f = capture.format();
+        let negotiated = Negotiated {
+            width: f.width(),
+            height: f.height(),
+            format: f.pixel_format(),
+            stride: f.bytes_per_line() as usize,
+        };
+        let stream = capture
+            .into_stream()
+            .with_context(|| format!("camera {}: cannot start streaming", dev.display()))?;
+        Ok((stream, negotiated))
+    }
+
+    impl V4l2Source {
+        pub fn open(dev: &Path, cfg: &SourceSection, stop: Arc<AtomicBool>) -> Result<Self> {
+            let stream = start(dev, cfg)?;
+            eprintln!(
+                "tag watch: camera {} streaming {}x{} {:?}",
+                dev.display(),
+                stream.1.width,
+                stream.1.height,
+                stream.1.format
+            );
+            Ok(Self {
+                dev: dev.to_path_buf(),
+                cfg: cfg.clone(),
+                stream: Some(stream),
+                backoff: Backoff::new(cfg.reconnect_max_s),
+                stop,
+            })
+        }
+    }
+
+    impl FrameSource for V4l2Source {
+        fn next_frame(&mut self) -> Result<Option<FrameData>> {
+            loop {
+                if let Some((stream, fmt)) = &mut self.stream {
+                    let fmt = *fmt;
+                    let frame = stream.dequeue(|buf| {
+                        let data = &buf[..];
+                        Ok(if fmt.format == PixelFormat::YUYV {
+                            // A short buffer becomes an empty frame, counted as corrupt.
+                            yuyv_to_rgb(data, fmt.width, fmt.height, fmt.stride)
+                                .map(FrameData::Rgb)
+                                .unwrap_or(FrameData::Encoded(Vec::new()))
+                        } else {
+                            FrameData::Encoded(data.to_vec())
+                        })
+                    });
+                    match frame {
+                        Ok(f) => {
+                            self.backoff.reset();
+                            return Ok(Some(f));
+                        }
+                        Err(e) => {
+                            eprintln!("tag watch: camera {} lost: {e}", self.dev.display());
+                            self.stream = None;
+                        }
+                    }
+                }
+                let delay = self.backoff.next_delay();
+                eprintln!(
+                    "tag watch: reopening {} in {:.1} s",
+                    self.dev.display(),
+                    delay.as_secs_f32()
+                );
+                if !sleep_unless_stopped(delay, &self.stop) {
+                    return Ok(None);
+                }
+                match start(&self.dev, &self.cfg) {
+                    Ok(s) => self.stream = Some(s),
+                    Err(e) => eprintln!("tag watch: {e:#}"),
+                }
+            }
+        }
+
+        fn is_live(&self) -> bool {
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yuyv_grey_and_colour() {
+        // Two pixels: Y=235 (white) and Y=16 (black), no chroma.
+        let rgb = yuyv_to_rgb(&[235, 128, 16, 128], 2, 1, 4).unwrap();
+        assert_eq!(rgb.get_pixel(0, 0).0, [255, 255, 255]);
+        assert_eq!(rgb.get_pixel(1, 0).0, [0, 0, 0]);
+        // Strong V: red.
+        let rgb = yuyv_to_rgb(&[81, 90, 81, 240], 2, 1, 4).unwrap();
+        let [r, g, b] = rgb.get_pixel(0, 0).0;
+        assert!(r > 230 && g < 30 && b < 30, "{r} {g} {b}");
+        assert!(yuyv_to_rgb(&[0; 3], 2, 1, 4).is_none());
+    }
+}

@@ -1,0 +1,36 @@
+//! Helpers shared by the integration tests that drive the real `tag` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn tag(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tag"))
+        .args(args)
+        .output()
+        .expect("tag runs")
+}
+
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/examples")
+}
+
+pub fn example(name: &str) -> String {
+    examples().join(name).display().to_string()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// One JSON value per line of stdout (`--format jsonl`).
+pub fn jsonl(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
