@@ -15,6 +15,7 @@ pub mod model;
 pub mod onnx;
 pub mod plots;
 pub mod quantize;
+pub mod report;
 pub mod split;
 pub mod train;
 pub mod util;

@@ -7,7 +7,7 @@ use tagger::preprocess::Normalization;
 use training::augment::Augment;
 use training::cache::ImageCache;
 use training::model::Arch;
-use training::quantize::Calibration;
+use training::quantize::{Calibration, Int8Form};
 use training::split::{Split, SplitOptions};
 use training::train::{RunPaths, TrainConfig};
 
@@ -129,6 +129,19 @@ enum Cmd {
         #[arg(long, default_value = "runs/cache")]
         cache_dir: PathBuf,
     },
+    /// Write docs/REPORT.md (and its plots) from the model cards and the saved training logs.
+    Report {
+        /// Run folders to copy per-epoch logs from (missing runs: the copies in --data-dir).
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        /// Where the per-epoch logs are kept in the repository.
+        #[arg(long, default_value = "docs/data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "docs")]
+        docs: PathBuf,
+    },
     /// Quantize an exported float model to int8 (QLinearConv), calibrated on training images,
     /// then score float and int8 side by side on val and test (into the model card).
     Quantize {
@@ -147,6 +160,10 @@ enum Cmd {
         calibration_images: usize,
         #[arg(long, value_enum, default_value_t = Calibration::Percentile)]
         method: Calibration,
+        /// Graph form: QLinearConv (true int8 in tract; <model>.int8.onnx) or QDQ for
+        /// onnxruntime (<model>.qdq.onnx).
+        #[arg(long, value_enum, default_value_t = Int8Form::Qlinear)]
+        form: Int8Form,
         #[arg(long, default_value_t = 7)]
         seed: u64,
         #[arg(long, default_value = "runs/cache")]
@@ -395,6 +412,22 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("wrote {} (left column: originals)", out.display());
             Ok(())
         }
+        Cmd::Report {
+            runs,
+            models,
+            data_dir,
+            docs,
+        } => {
+            let copied = training::report::collect(&runs, &data_dir)?;
+            eprintln!(
+                "copied {copied} training logs from {} into {}",
+                runs.display(),
+                data_dir.display()
+            );
+            let out = training::report::write(&models, &data_dir, &docs)?;
+            eprintln!("wrote {}", out.display());
+            Ok(())
+        }
         Cmd::Quantize {
             data,
             split,
@@ -402,6 +435,7 @@ fn run(cli: Cli) -> Result<()> {
             out,
             calibration_images,
             method,
+            form,
             seed,
             cache_dir,
         } => quantize_cmd(
@@ -410,7 +444,7 @@ fn run(cli: Cli) -> Result<()> {
             &model,
             out,
             calibration_images,
-            method,
+            (method, form),
             seed,
             &cache_dir,
         ),
@@ -424,14 +458,19 @@ fn quantize_cmd(
     model: &Path,
     out: Option<PathBuf>,
     calibration_images: usize,
-    method: Calibration,
+    (method, form): (Calibration, Int8Form),
     seed: u64,
     cache_dir: &Path,
 ) -> Result<()> {
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
     use tagger::tract_onnx::prelude::Framework;
-    let out = out.unwrap_or_else(|| model.with_extension("int8.onnx"));
+    let out = out.unwrap_or_else(|| {
+        model.with_extension(match form {
+            Int8Form::Qlinear => "int8.onnx",
+            Int8Form::Qdq => "qdq.onnx",
+        })
+    });
     let bytes = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
     let mut info = tagger::model::read_info(&bytes)
         .with_context(|| format!("{} is not a tagger float model", model.display()))?;
@@ -469,6 +508,7 @@ fn quantize_cmd(
     let ranges = training::quantize::calibrate(&net, &info, &input, calib.len(), method)?;
     let (input_scale, input_zero_point) = training::quantize::input_quantization(&info);
     let settings = training::quantize::QuantSettings {
+        form,
         method,
         calibration_images: calib.len(),
         calibration_source: format!("training split, seed {seed}"),
@@ -502,16 +542,22 @@ fn quantize_cmd(
     let card_path = model.with_extension("json");
     if card_path.is_file() {
         let mut card: serde_json::Value = serde_json::from_slice(&std::fs::read(&card_path)?)?;
-        card["int8"] = serde_json::json!({
+        // The QLinear form is "the" int8 model; the QDQ form gets its own section.
+        let key = match form {
+            Int8Form::Qlinear => "int8",
+            Int8Form::Qdq => "int8_qdq",
+        };
+        card[key] = serde_json::json!({
             "onnx": out.file_name().map(|f| f.to_string_lossy().into_owned()),
             "onnx_bytes": q.len(),
             "onnx_sha256": training::util::sha256_hex(&q),
             "settings": settings,
             "comparison": cmp,
             "reproduce": format!(
-                "cargo run --release -p training -- quantize --data ../shared/data/fashion-product-images-small --split {} --model {} --out {} --calibration-images {} --method {} --seed {}",
+                "cargo run --release -p training -- quantize --data ../shared/data/fashion-product-images-small --split {} --model {} --out {} --calibration-images {} --method {} --form {} --seed {}",
                 split_file.display(), model.display(), out.display(), calibration_images,
-                match method { Calibration::MinMax => "min-max", Calibration::Percentile => "percentile" }, seed
+                match method { Calibration::MinMax => "min-max", Calibration::Percentile => "percentile" },
+                match form { Int8Form::Qlinear => "qlinear", Int8Form::Qdq => "qdq" }, seed
             ),
         });
         training::util::write_json(&card_path, &card)?;

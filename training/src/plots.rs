@@ -171,3 +171,111 @@ pub fn confusion(m: &Metrics, title: &str, path: &Path) -> Result<()> {
     root.present().map_err(err)?;
     Ok(())
 }
+
+/// One chart of several named lines into `area`.
+fn lines<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    x_desc: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<()> {
+    let pts = series.iter().flat_map(|(_, p)| p.iter());
+    let (x0, x1, y0, y1) = pts.fold((f64::MAX, f64::MIN, f64::MAX, f64::MIN), |a, &(x, y)| {
+        (a.0.min(x), a.1.max(x), a.2.min(y), a.3.max(y))
+    });
+    let (xp, yp) = (((x1 - x0) * 0.05).max(0.5), ((y1 - y0) * 0.08).max(1e-3));
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d((x0 - xp)..(x1 + xp), (y0 - yp)..(y1 + yp))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    for (i, (label, p)) in series.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(p.iter().copied(), colour.stroke_width(2)))
+            .map_err(err)?
+            .label(label.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2)));
+        chart
+            .draw_series(
+                p.iter()
+                    .map(|&(x, y)| Circle::new((x, y), 3, colour.filled())),
+            )
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Learning-rate sweep: validation accuracy per epoch for each rate, and final validation
+/// accuracy against log10(learning rate).
+pub fn sweep(runs: &[crate::report::SweepRun], path: &Path) -> Result<()> {
+    font();
+    let root = BitMapBackend::new(path, (1100, 450)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let root = root
+        .titled("learning-rate sweep (validation split)", ("sans-serif", 22))
+        .map_err(err)?;
+    let (left, right) = root.split_horizontally(550);
+    let per_epoch: Vec<(String, Vec<(f64, f64)>)> = runs
+        .iter()
+        .map(|r| {
+            (
+                format!("lr {}", r.lr),
+                r.history
+                    .iter()
+                    .map(|h| (h.epoch as f64, h.val_acc))
+                    .collect(),
+            )
+        })
+        .collect();
+    lines(&left, "validation accuracy per epoch", "epoch", &per_epoch)?;
+    let finals = vec![(
+        "final validation accuracy".to_string(),
+        runs.iter()
+            .map(|r| (r.lr.log10(), r.history.last().map_or(0.0, |h| h.val_acc)))
+            .collect(),
+    )];
+    lines(
+        &right,
+        "final validation accuracy",
+        "log10(learning rate)",
+        &finals,
+    )?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Validation accuracy per epoch of several models on one chart.
+pub fn compare_val(models: &[(&str, &[EpochLog])], path: &Path) -> Result<()> {
+    font();
+    let root = BitMapBackend::new(path, (800, 450)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let series: Vec<(String, Vec<(f64, f64)>)> = models
+        .iter()
+        .map(|(n, h)| {
+            (
+                n.to_string(),
+                h.iter().map(|e| (e.epoch as f64, e.val_acc)).collect(),
+            )
+        })
+        .collect();
+    lines(&root, "validation accuracy per epoch", "epoch", &series)?;
+    root.present().map_err(err)?;
+    Ok(())
+}

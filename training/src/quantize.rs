@@ -39,9 +39,25 @@ pub enum Calibration {
 /// Percentile used by [`Calibration::Percentile`].
 pub const PERCENTILE: f64 = 99.99;
 
+/// How the int8 graph is written. Same numbers (weights, scales, zero points), two spellings:
+/// tract runs QLinearConv as integer kernels but executes QDQ convolutions in f32; onnxruntime
+/// fuses QDQ patterns into its own int8 kernels. `tag bench` / benches/ measure which is faster
+/// where (docs/BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Int8Form {
+    /// QLinearConv operators (`<model>.int8.onnx`).
+    #[default]
+    Qlinear,
+    /// QuantizeLinear/DequantizeLinear around float Conv (`<model>.qdq.onnx`).
+    Qdq,
+}
+
 /// Quantization settings, stored in the int8 model's `quantization` metadata.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QuantSettings {
+    #[serde(default)]
+    pub form: Int8Form,
     pub method: Calibration,
     pub calibration_images: usize,
     pub calibration_source: String,
@@ -248,27 +264,96 @@ pub fn int8_model(
         inits.push(scalar_f32(&names("y_scale"), y_scale));
         inits.push(onnx::tensor_u8(&names("y_zero_point"), &[], &[0]));
         let y = names("q");
-        nodes.push(onnx::node(
-            "QLinearConv",
-            &format!("conv{i}"),
-            &[
-                &x,
-                &x_scale,
-                &x_zp,
-                &names("weight_q"),
-                &names("weight_scale"),
-                &names("weight_zero_point"),
-                &names("y_scale"),
-                &names("y_zero_point"),
-                &names("bias_q"),
-            ],
-            &[&y],
+        let conv_attrs = || {
             vec![
                 onnx::attr_ints("kernel_shape", &[3, 3]),
                 onnx::attr_ints("pads", &[1, 1, 1, 1]),
                 onnx::attr_ints("strides", &[1, 1]),
-            ],
-        ));
+            ]
+        };
+        match settings.form {
+            Int8Form::Qlinear => nodes.push(onnx::node(
+                "QLinearConv",
+                &format!("conv{i}"),
+                &[
+                    &x,
+                    &x_scale,
+                    &x_zp,
+                    &names("weight_q"),
+                    &names("weight_scale"),
+                    &names("weight_zero_point"),
+                    &names("y_scale"),
+                    &names("y_zero_point"),
+                    &names("bias_q"),
+                ],
+                &[&y],
+                conv_attrs(),
+            )),
+            Int8Form::Qdq => {
+                // DQ(x), DQ(w), DQ(bias) -> Conv -> Q(y): the pattern onnxruntime fuses. The Q
+                // with zero point 0 on u8 clamps at 0, which is the ReLU.
+                let bias_scales: Vec<f32> = w_scales.iter().map(|s| s * in_scale).collect();
+                inits.push(onnx::tensor_f32(
+                    &names("bias_scale"),
+                    &[c.c_out as i64],
+                    &bias_scales,
+                ));
+                inits.push(onnx::tensor_i32(
+                    &names("bias_zero_point"),
+                    &[c.c_out as i64],
+                    &vec![0; c.c_out],
+                ));
+                let dq = |nodes: &mut Vec<pb::NodeProto>, what: &str, ins: [&str; 3], axis| {
+                    let attrs = if axis {
+                        vec![onnx::attr_int("axis", 0)]
+                    } else {
+                        vec![]
+                    };
+                    nodes.push(onnx::node(
+                        "DequantizeLinear",
+                        &names(&format!("dq_{what}")),
+                        &ins,
+                        &[&names(&format!("{what}_dq"))],
+                        attrs,
+                    ));
+                };
+                dq(&mut nodes, "x", [&x, &x_scale, &x_zp], false);
+                dq(
+                    &mut nodes,
+                    "weight",
+                    [
+                        &names("weight_q"),
+                        &names("weight_scale"),
+                        &names("weight_zero_point"),
+                    ],
+                    true,
+                );
+                dq(
+                    &mut nodes,
+                    "bias",
+                    [
+                        &names("bias_q"),
+                        &names("bias_scale"),
+                        &names("bias_zero_point"),
+                    ],
+                    true,
+                );
+                nodes.push(onnx::node(
+                    "Conv",
+                    &format!("conv{i}"),
+                    &[&names("x_dq"), &names("weight_dq"), &names("bias_dq")],
+                    &[&names("y")],
+                    conv_attrs(),
+                ));
+                nodes.push(onnx::node(
+                    "QuantizeLinear",
+                    &names("quantize"),
+                    &[&names("y"), &names("y_scale"), &names("y_zero_point")],
+                    &[&y],
+                    vec![],
+                ));
+            }
+        }
         x = y;
         x_scale = names("y_scale");
         x_zp = names("y_zero_point");

@@ -9,7 +9,7 @@ use tagger::model::Model;
 use tagger::preprocess::{self, Normalization};
 use training::cache::ImageCache;
 use training::model::Arch;
-use training::quantize::{self, Calibration};
+use training::quantize::{self, Calibration, Int8Form};
 use training::split::{Split, SplitOptions};
 use training::train::{self, RunPaths, TrainConfig};
 
@@ -166,11 +166,16 @@ fn smoke_training_loss_falls_resumes_and_exports() {
     let calib: Vec<&[u8]> = s.train.iter().map(|e| cache.get(e.0).unwrap()).collect();
     let input = model.batch_input(&calib);
     assert!(quantize::calibrate(&net, &info, &[], 0, Calibration::MinMax).is_err());
-    for method in [Calibration::MinMax, Calibration::Percentile] {
+    for (method, form) in [
+        (Calibration::MinMax, Int8Form::Qlinear),
+        (Calibration::Percentile, Int8Form::Qlinear),
+        (Calibration::Percentile, Int8Form::Qdq),
+    ] {
         let ranges = quantize::calibrate(&net, &info, &input, calib.len(), method).unwrap();
         assert_eq!(ranges.len(), net.convs.len());
         let (input_scale, input_zero_point) = quantize::input_quantization(&info);
         let settings = quantize::QuantSettings {
+            form,
             method,
             calibration_images: calib.len(),
             calibration_source: "fixture train split".into(),
@@ -207,7 +212,7 @@ fn smoke_training_loss_falls_resumes_and_exports() {
             .fold(0.0, f32::max);
         assert!(
             worst < 0.1 * spread,
-            "{method:?}: int8 off by {worst}, spread {spread}"
+            "{method:?} {form:?}: int8 off by {worst}, spread {spread}"
         );
         let k = model.classes();
         let agree = lf
@@ -217,7 +222,7 @@ fn smoke_training_loss_falls_resumes_and_exports() {
             .count();
         assert!(
             agree * 10 >= imgs.len() * 9,
-            "{method:?}: top-1 agreement {agree}/{}",
+            "{method:?} {form:?}: top-1 agreement {agree}/{}",
             imgs.len()
         );
         // A quantized model cannot be quantized again.

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every benchmark once and writes docs/BENCHMARKS.md from the results.
+# With ORT_DYLIB_PATH set (libonnxruntime.so, e.g. from `pip install onnxruntime`), onnxruntime
+# is measured too. Run on an idle machine: other load shows up in every figure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+features=()
+if [[ -n ${ORT_DYLIB_PATH:-} ]]; then features=(--features ort); fi
+target=${CARGO_TARGET_DIR:-target}
+rm -rf "$target/criterion"
+cargo build --release --bin tag --example profile --example bench_report
+cargo bench "${features[@]}" --bench preprocess --bench inference
+"$target/release/examples/bench_report" "$target/criterion" docs/BENCHMARKS.md

@@ -1,0 +1,83 @@
+//! The report command on fixture metrics: cards and logs in a temp folder, rendered to Markdown
+//! and PNGs; the numbers in the tables must be the ones in the cards, and the sweep's choice the
+//! best validation accuracy.
+
+use std::path::Path;
+use training::report;
+
+fn history(val_accs: &[f64]) -> String {
+    let mut s =
+        String::from("epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds,images_per_s\n");
+    for (i, v) in val_accs.iter().enumerate() {
+        s += &format!("{},0.001,0.5,0.9,0.3,{v},100.0,250.0\n", i + 1);
+    }
+    s
+}
+
+#[test]
+fn report_renders_from_cards_and_logs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let (models, data, docs) = (
+        dir.path().join("models"),
+        dir.path().join("data"),
+        dir.path().join("docs"),
+    );
+    std::fs::create_dir_all(&models).unwrap();
+    // The shipped baseline card is the fixture; a "tuned" card is derived from it with other
+    // numbers so the table has to tell them apart.
+    let base: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("models/baseline.json")).unwrap()).unwrap();
+    let mut tuned = base.clone();
+    tuned["name"] = "tuned".into();
+    tuned["training"]["lr"] = 0.004.into();
+    tuned["metrics"]["test"]["accuracy"] = 0.9876.into();
+    tuned["metrics"]["val"]["accuracy"] = 0.9811.into();
+    for (name, card) in [("baseline", &base), ("tuned", &tuned)] {
+        std::fs::write(
+            models.join(format!("{name}.json")),
+            serde_json::to_vec(card).unwrap(),
+        )
+        .unwrap();
+    }
+    // Logs come from "runs": collect copies them into the data folder.
+    let runs = dir.path().join("runs");
+    for (sub, accs) in [
+        ("baseline", vec![0.8, 0.9, 0.95]),
+        ("sweep-lr/lr-0.001", vec![0.8, 0.93]),
+        ("sweep-lr/lr-0.004", vec![0.85, 0.96]),
+        ("sweep-lr/lr-0.016", vec![0.7, 0.94]),
+    ] {
+        std::fs::create_dir_all(runs.join(sub)).unwrap();
+        std::fs::write(runs.join(sub).join("history.csv"), history(&accs)).unwrap();
+    }
+    assert_eq!(report::collect(&runs, &data).unwrap(), 4);
+    let out = report::write(&models, &data, &docs).unwrap();
+    let md = std::fs::read_to_string(out).unwrap();
+    assert!(md.contains("| baseline | **97.03%**"), "{md}");
+    assert!(md.contains("| tuned | **98.76%**"), "{md}");
+    assert!(md.contains("| 0.004 (chosen) | 96.00%"), "{md}");
+    assert!(!md.contains("0.001 (chosen)") && !md.contains("0.016 (chosen)"));
+    assert!(
+        md.contains("+1.73 pp vs baseline") || md.contains("(+1.73 pp vs baseline)"),
+        "{md}"
+    );
+    for png in ["sweep-lr.png", "compare-val.png"] {
+        let img = image::open(docs.join("img").join(png)).unwrap();
+        assert!(img.width() > 100);
+    }
+    // Run folders gone (a fresh clone): the copies in data still give the same report.
+    std::fs::remove_dir_all(&runs).unwrap();
+    assert_eq!(report::collect(&runs, &data).unwrap(), 0);
+    let again = std::fs::read_to_string(report::write(&models, &data, &docs).unwrap()).unwrap();
+    assert_eq!(md, again);
+}
+
+#[test]
+fn report_without_cards_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = report::write(dir.path(), dir.path(), dir.path())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("no model cards"), "{e}");
+}
