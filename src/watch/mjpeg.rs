@@ -5,7 +5,7 @@
 //! multipart splitter (~150 lines). Asking for HTTP/1.0 rules out chunked encoding, cameras on a
 //! warehouse network speak plain http, and the lean runtime keeps its dependency tree small.
 
-use super::source::{sleep_unless_stopped, Backoff, FrameData, FrameSource};
+use super::source::{FrameData, FrameSource, Reconnecting};
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -20,10 +20,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct MjpegSource {
-    url: String,
-    stream: Option<Stream>,
-    backoff: Backoff,
-    stop: Arc<AtomicBool>,
+    conn: Reconnecting<Stream>,
 }
 
 struct Stream {
@@ -73,10 +70,7 @@ impl MjpegSource {
     pub fn connect(url: &str, reconnect_max_s: f32, stop: Arc<AtomicBool>) -> Result<Self> {
         let stream = Stream::open(url)?;
         Ok(Self {
-            url: url.to_string(),
-            stream: Some(stream),
-            backoff: Backoff::new(reconnect_max_s),
-            stop,
+            conn: Reconnecting::new(url.to_string(), stream, reconnect_max_s, stop),
         })
     }
 }
@@ -241,36 +235,11 @@ fn header(headers: &[(String, String)], name: &str) -> Option<String> {
 
 impl FrameSource for MjpegSource {
     fn next_frame(&mut self) -> Result<Option<FrameData>> {
-        loop {
-            if let Some(stream) = &mut self.stream {
-                match stream.next_part() {
-                    Ok(body) => {
-                        self.backoff.reset();
-                        return Ok(Some(FrameData::Encoded(body)));
-                    }
-                    Err(e) => {
-                        eprintln!("tag watch: stream {} lost: {e:#}", self.url);
-                        self.stream = None;
-                    }
-                }
-            }
-            let delay = self.backoff.next_delay();
-            eprintln!(
-                "tag watch: reconnecting to {} in {:.1} s",
-                self.url,
-                delay.as_secs_f32()
-            );
-            if !sleep_unless_stopped(delay, &self.stop) {
-                return Ok(None);
-            }
-            match Stream::open(&self.url) {
-                Ok(s) => {
-                    eprintln!("tag watch: reconnected to {}", self.url);
-                    self.stream = Some(s);
-                }
-                Err(e) => eprintln!("tag watch: {e:#}"),
-            }
-        }
+        let url = self.conn.what.clone();
+        Ok(self
+            .conn
+            .next(Stream::next_part, || Stream::open(&url))?
+            .map(FrameData::Encoded))
     }
 
     fn is_live(&self) -> bool {

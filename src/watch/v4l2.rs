@@ -53,7 +53,7 @@ pub fn yuyv_to_rgb(data: &[u8], width: u32, height: u32, stride: usize) -> Optio
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use super::super::source::{sleep_unless_stopped, Backoff, FrameData, FrameSource};
+    use super::super::source::{FrameData, FrameSource, Reconnecting};
     use super::yuyv_to_rgb;
     use crate::config::SourceSection;
     use anyhow::{anyhow, Context, Result};
@@ -76,9 +76,7 @@ mod linux {
     pub struct V4l2Source {
         dev: PathBuf,
         cfg: SourceSection,
-        stream: Option<(ReadStream, Negotiated)>,
-        backoff: Backoff,
-        stop: Arc<AtomicBool>,
+        conn: Reconnecting<(ReadStream, Negotiated)>,
     }
 
     fn start(dev: &Path, cfg: &SourceSection) -> Result<(ReadStream, Negotiated)> {
@@ -138,54 +136,36 @@ mod linux {
             Ok(Self {
                 dev: dev.to_path_buf(),
                 cfg: cfg.clone(),
-                stream: Some(stream),
-                backoff: Backoff::new(cfg.reconnect_max_s),
-                stop,
+                conn: Reconnecting::new(
+                    format!("camera {}", dev.display()),
+                    stream,
+                    cfg.reconnect_max_s,
+                    stop,
+                ),
             })
         }
     }
 
+    /// One frame: MJPEG/JPEG bytes as they come, YUYV converted to RGB.
+    fn read(conn: &mut (ReadStream, Negotiated)) -> Result<FrameData> {
+        let (stream, fmt) = (&mut conn.0, conn.1);
+        Ok(stream.dequeue(|buf| {
+            let data = &buf[..];
+            Ok(if fmt.format == PixelFormat::YUYV {
+                // A short buffer becomes an empty frame, counted as corrupt.
+                yuyv_to_rgb(data, fmt.width, fmt.height, fmt.stride)
+                    .map(FrameData::Rgb)
+                    .unwrap_or(FrameData::Encoded(Vec::new()))
+            } else {
+                FrameData::Encoded(data.to_vec())
+            })
+        })?)
+    }
+
     impl FrameSource for V4l2Source {
         fn next_frame(&mut self) -> Result<Option<FrameData>> {
-            loop {
-                if let Some((stream, fmt)) = &mut self.stream {
-                    let fmt = *fmt;
-                    let frame = stream.dequeue(|buf| {
-                        let data = &buf[..];
-                        Ok(if fmt.format == PixelFormat::YUYV {
-                            // A short buffer becomes an empty frame, counted as corrupt.
-                            yuyv_to_rgb(data, fmt.width, fmt.height, fmt.stride)
-                                .map(FrameData::Rgb)
-                                .unwrap_or(FrameData::Encoded(Vec::new()))
-                        } else {
-                            FrameData::Encoded(data.to_vec())
-                        })
-                    });
-                    match frame {
-                        Ok(f) => {
-                            self.backoff.reset();
-                            return Ok(Some(f));
-                        }
-                        Err(e) => {
-                            eprintln!("tag watch: camera {} lost: {e}", self.dev.display());
-                            self.stream = None;
-                        }
-                    }
-                }
-                let delay = self.backoff.next_delay();
-                eprintln!(
-                    "tag watch: reopening {} in {:.1} s",
-                    self.dev.display(),
-                    delay.as_secs_f32()
-                );
-                if !sleep_unless_stopped(delay, &self.stop) {
-                    return Ok(None);
-                }
-                match start(&self.dev, &self.cfg) {
-                    Ok(s) => self.stream = Some(s),
-                    Err(e) => eprintln!("tag watch: {e:#}"),
-                }
-            }
+            let (dev, cfg) = (&self.dev, &self.cfg);
+            self.conn.next(read, || start(dev, cfg))
         }
 
         fn is_live(&self) -> bool {

@@ -218,20 +218,9 @@ pub struct SplitSummary {
     pub duplicate_groups: usize,
 }
 
+/// Which machine trained the model (CPU model and cores).
 pub fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    format!("{cpu}, {cores} cores")
+    tagger::bench::machine()
 }
 
 #[allow(clippy::too_many_arguments)]
