@@ -65,7 +65,8 @@ fn inference(c: &mut Criterion) {
                         // tract's matmul executor is process-wide: set it for this bench.
                         tagger::backend::tract::set_threads(threads);
                         g.bench_function(BenchmarkId::from_parameter(id), |b| {
-                            b.iter(|| model.logits(black_box(&input), batch).unwrap())
+                            // The backend's own batch (Model::logits would split it).
+                            b.iter(|| model.backend().run(black_box(&input), batch).unwrap())
                         });
                     }
                 }

@@ -14,6 +14,10 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     /// Logits, `n * classes` values, for `n` images laid out as `[n, 3, 80, 60]` in `input`.
     fn run(&self, input: &[f32], n: usize) -> Result<Vec<f32>>;
+    /// Largest batch worth sending at once; [`crate::model::Model::logits`] splits bigger ones.
+    fn max_batch(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// Which backend to load a model with.

@@ -78,6 +78,11 @@ impl Model {
         Ok(model)
     }
 
+    /// The backend itself: benchmarks time its own batching, which `logits` may split.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
     }
@@ -86,10 +91,18 @@ impl Model {
         self.info.labels.len()
     }
 
-    /// Logits for `n` normalised images.
+    /// Logits for `n` normalised images, in batches the backend runs best.
     pub fn logits(&self, input: &[f32], n: usize) -> Result<Vec<f32>> {
         debug_assert_eq!(input.len(), n * IMAGE_LEN);
-        self.backend.run(input, n)
+        let max = self.backend.max_batch().max(1);
+        if n <= max {
+            return self.backend.run(input, n);
+        }
+        let mut out = Vec::with_capacity(n * self.classes());
+        for chunk in input.chunks(max * IMAGE_LEN) {
+            out.extend(self.backend.run(chunk, chunk.len() / IMAGE_LEN)?);
+        }
+        Ok(out)
     }
 
     /// Normalises CHW u8 images (as [`preprocess::bytes_to_chw`] gives) into one input batch.

@@ -104,6 +104,12 @@ pub fn set_threads(threads: usize) {
 }
 
 impl Backend for TractBackend {
+    /// One image at a time: tract runs this model faster per image at batch 1 than at batch 32
+    /// (measured: 0.92 vs 1.25 ms per image, docs/BENCHMARKS.md `tract/baseline/f32/t1`).
+    fn max_batch(&self) -> usize {
+        1
+    }
+
     fn name(&self) -> &'static str {
         "tract"
     }

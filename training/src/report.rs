@@ -291,6 +291,17 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
             )?;
         }
         writeln!(md, "\n![learning-rate sweep]({img}/sweep-lr.png)\n")?;
+        if let Some(c) = choice {
+            let (lo, hi) = (inp.sweep[0].lr, inp.sweep[inp.sweep.len() - 1].lr);
+            if c == hi || c == lo {
+                writeln!(
+                    md,
+                    "The best rate is at the {} end of the range swept, so the optimum may lie \
+                     beyond it; the next sweep should extend the range that way.\n",
+                    if c == hi { "upper" } else { "lower" }
+                )?;
+            }
+        }
         if let (Some(t), Some(b)) = (by_name("tuned").map(|i| &inp.cards[i].card), base) {
             let dv = (t.metrics.val.accuracy - b.metrics.val.accuracy) * 100.0;
             let dt = (t.metrics.test.accuracy - b.metrics.test.accuracy) * 100.0;
