@@ -237,20 +237,29 @@ fn main() -> anyhow::Result<()> {
     }
 
     let profile = Path::new(&target).join("release/examples/profile");
-    if let Ok(o) = Command::new(&profile)
-        .args(["models/baseline.onnx", "500"])
-        .output()
-    {
-        if o.status.success() {
-            writeln!(
-                md,
-                "\n## Where tract spends the time (baseline f32, batch 1)\n"
-            )?;
-            writeln!(
-                md,
-                "`cargo run --release --example profile -- models/baseline.onnx 500` (per-node timing adds overhead):\n"
-            )?;
-            md.push_str(&String::from_utf8_lossy(&o.stdout));
+    for (model, title, rows) in [
+        ("models/baseline.onnx", "baseline f32", usize::MAX),
+        (
+            "models/baseline.int8.onnx",
+            "baseline int8, QLinearConv form; slowest 16 nodes",
+            16,
+        ),
+    ] {
+        let Ok(o) = Command::new(&profile).args([model, "500"]).output() else {
+            continue;
+        };
+        if !o.status.success() {
+            continue;
+        }
+        writeln!(md, "\n## Where tract spends the time ({title}, batch 1)\n")?;
+        writeln!(
+            md,
+            "`cargo run --release --example profile -- {model} 500` (per-node timing adds overhead):\n"
+        )?;
+        let text = String::from_utf8_lossy(&o.stdout);
+        // Header (4 lines: title, blank, table head, separator) then the slowest rows.
+        for line in text.lines().take(rows.saturating_add(4)) {
+            writeln!(md, "{line}")?;
         }
     }
     if let Some(parent) = out_path.parent() {

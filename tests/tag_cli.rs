@@ -335,32 +335,66 @@ fn camera_sized_and_greyscale_images_are_fitted() {
 }
 
 #[test]
-fn shipped_int8_model_runs_in_tract_and_carries_labels() {
-    let int8 = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/baseline.int8.onnx");
-    let out = tag(&[
-        "--model",
-        &int8.display().to_string(),
-        "--format",
-        "jsonl",
-        &examples().display().to_string(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let float = tag(&["--format", "jsonl", &examples().display().to_string()]);
+fn every_shipped_int8_model_runs_in_tract_and_carries_labels() {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let mut floats: Vec<String> = std::fs::read_dir(&models)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".onnx") && !f.ends_with(".int8.onnx") && !f.ends_with(".qdq.onnx"))
+        .collect();
+    floats.sort();
+    assert!(floats.len() >= 2, "{floats:?}");
     let labels =
         |o: &Output| -> Vec<String> { jsonl(o).iter().map(|v| v["label"].to_string()).collect() };
-    assert_eq!(labels(&out).len(), 13);
-    // int8 agrees with float on 99.8% of the test split (models/baseline.json); allow one miss.
-    let same = labels(&out)
-        .iter()
-        .zip(labels(&float))
-        .filter(|(a, b)| *a == b)
-        .count();
-    assert!(
-        same >= 12,
-        "int8 and float disagree on {} photos",
-        13 - same
-    );
-    let info = tagger::model::read_info(&std::fs::read(&int8).unwrap()).unwrap();
-    assert_eq!(info.labels.len(), 13);
-    assert!(info.quantization.unwrap().contains("calibration_images"));
+    let ex = examples().display().to_string();
+    for float in floats {
+        let stem = float.trim_end_matches(".onnx");
+        let float_path = models.join(&float).display().to_string();
+        let f = tag(&["--model", &float_path, "--format", "jsonl", &ex]);
+        assert_eq!(f.status.code(), Some(0), "{}", stderr(&f));
+        // Every float model ships an int8 (QLinearConv) form; a QDQ form is optional.
+        let forms: Vec<_> = ["int8", "qdq"]
+            .iter()
+            .map(|form| models.join(format!("{stem}.{form}.onnx")))
+            .filter(|p| p.exists())
+            .collect();
+        assert!(
+            forms
+                .iter()
+                .any(|p| p.to_string_lossy().ends_with(".int8.onnx")),
+            "models/{stem}.int8.onnx is missing: run `training quantize --model models/{float}`"
+        );
+        for q in forms {
+            let out = tag(&[
+                "--model",
+                &q.display().to_string(),
+                "--format",
+                "jsonl",
+                &ex,
+            ]);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}: {}",
+                q.display(),
+                stderr(&out)
+            );
+            assert_eq!(labels(&out).len(), 13);
+            // int8 agrees with float on >= 99.7% of the test split (model cards); allow one miss.
+            let same = labels(&out)
+                .iter()
+                .zip(labels(&f))
+                .filter(|(a, b)| *a == b)
+                .count();
+            assert!(
+                same >= 12,
+                "{}: disagrees with float on {} photos",
+                q.display(),
+                13 - same
+            );
+            let info = tagger::model::read_info(&std::fs::read(&q).unwrap()).unwrap();
+            assert_eq!(info.labels.len(), 13);
+            assert!(info.quantization.unwrap().contains("calibration_images"));
+        }
+    }
 }
