@@ -24,6 +24,7 @@ Examples:
   cat frame.jpg | tag -                        image bytes on stdin
   tag --model models/tuned.onnx photos/        another exported model
   tag bench --iterations 500 --format json     latency, throughput, memory
+  tag watch --source /dev/video0               a camera station (see tag watch --help)
 
 Exit status: 0 all tagged, 1 some inputs failed (the rest are still tagged), 2 usage or model error.";
 
