@@ -5,6 +5,9 @@
 //! onnxruntime runs when this is built with `--features ort` and ORT_DYLIB_PATH names
 //! libonnxruntime.so; otherwise those benches are skipped with a message.
 //! Select models with BENCH_MODELS=baseline,tuned (default: every models/*.onnx float model).
+//! With BENCH_FLOOR_DIR set (written by `training --example kernel_floor`), the "kernel floor"
+//! models are timed too (ids `floor/<backend>/<f32|int8>`): one 1-GFLOP conv, the engines'
+//! convolution speed without per-node overheads.
 //! `benches/report.sh` runs these and writes docs/BENCHMARKS.md.
 
 mod common;
@@ -76,6 +79,29 @@ fn inference(c: &mut Criterion) {
     g.finish();
 }
 
+fn floor(c: &mut Criterion) {
+    let Some(dir) = std::env::var_os("BENCH_FLOOR_DIR") else {
+        eprintln!("kernel floor skipped: set BENCH_FLOOR_DIR (benches/report.sh does)");
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let mut g = c.benchmark_group("floor");
+    g.throughput(Throughput::Elements(1));
+    tagger::backend::tract::set_threads(1);
+    for backend in backends() {
+        for (form, file) in [("f32", "floor.onnx"), ("int8", "floor.int8.onnx")] {
+            let path = dir.join(file);
+            let model = Model::from_path(&path, backend, 1)
+                .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            let input = vec![0.1f32; IMAGE_LEN];
+            g.bench_function(format!("{backend}/{form}"), |b| {
+                b.iter(|| model.backend().run(black_box(&input), 1).unwrap())
+            });
+        }
+    }
+    g.finish();
+}
+
 fn end_to_end(c: &mut Criterion) {
     let jpeg = common::camera_jpeg();
     let model = Model::embedded(BackendKind::Tract, 1).unwrap();
@@ -132,6 +158,6 @@ criterion_group! {
         .sample_size(30)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_millis(1500));
-    targets = peak, inference, end_to_end
+    targets = peak, floor, inference, end_to_end
 }
 criterion_main!(benches);

@@ -1,7 +1,8 @@
 //! Writes docs/BENCHMARKS.md from criterion's saved results, so every figure there comes from one
 //! run of `benches/report.sh`. Reads `<target>/criterion/**/new/{benchmark,estimates}.json`,
 //! each model's FLOPs from `models/<name>.json`, the `tag` binary's size and `tag bench`'s
-//! peak RSS, and the per-node profile from the `profile` example.
+//! peak RSS, the kernel-floor models' FLOPs (BENCH_FLOOR_DIR), and the per-node profiles from
+//! the `profile` example.
 //!
 //! `cargo run --release --example bench_report -- [CRITERION_DIR] [OUT]`
 
@@ -102,6 +103,45 @@ fn main() -> anyhow::Result<()> {
         peak1.unwrap_or(f64::NAN) / 1e9,
         peak2.unwrap_or(f64::NAN) / 1e9
     )?;
+
+    writeln!(md, "## Kernel floor: one 1-GFLOP convolution\n")?;
+    let floor_dir = std::env::var("BENCH_FLOOR_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(&target).join("kernel-floor"));
+    let floor_flops = std::fs::read_to_string(floor_dir.join("floor.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["flops_per_image"].as_f64());
+    let fl = |id: &str| per_image(&format!("floor/{id}"));
+    if let Some(f) = floor_flops.filter(|_| fl("tract/f32").is_some()) {
+        writeln!(
+            md,
+            "A 3x3 conv 96 -> 128 over the whole 80x60 image ({:.0} MFLOP; \
+             `training --example kernel_floor`): so much work in one node that per-node \
+             overheads vanish, leaving each engine's convolution kernels. No network made of such \
+             convs can run faster relative to onnxruntime than this ratio.\n",
+            f / 1e6
+        )?;
+        writeln!(
+            md,
+            "| engine / form | ms | GFLOP/s (int8: GOP/s) | vs tract f32 |"
+        )?;
+        writeln!(md, "|---|---|---|---|")?;
+        let base = fl("tract/f32");
+        for id in ["tract/f32", "tract/int8", "ort/f32", "ort/int8"] {
+            let Some(t) = fl(id) else { continue };
+            writeln!(
+                md,
+                "| {id} | {} | {:.0} | {} |",
+                ms(t),
+                f / t / 1e9,
+                ratio(base, Some(t))
+            )?;
+        }
+        writeln!(md)?;
+    } else {
+        writeln!(md, "Not measured in this run (BENCH_FLOOR_DIR unset).\n")?;
+    }
 
     let mut models: Vec<String> = r
         .keys()
@@ -237,13 +277,22 @@ fn main() -> anyhow::Result<()> {
     }
 
     let profile = Path::new(&target).join("release/examples/profile");
+    let builtin = tagger::model::DEFAULT_MODEL_FILE;
+    let builtin_int8 = builtin.replace(".onnx", ".int8.onnx");
+    let floor_int8 = floor_dir.join("floor.int8.onnx").display().to_string();
     for (model, title, rows) in [
-        ("models/baseline.onnx", "baseline f32", usize::MAX),
+        (builtin, "built-in model, f32", usize::MAX),
         (
-            "models/baseline.int8.onnx",
-            "baseline int8, QLinearConv form; slowest 16 nodes",
+            "models/tuned.onnx",
+            "tuned (max-pool architecture), f32",
+            usize::MAX,
+        ),
+        (
+            builtin_int8.as_str(),
+            "built-in model, int8 QLinearConv form; slowest 16 nodes",
             16,
         ),
+        (floor_int8.as_str(), "kernel floor, int8", usize::MAX),
     ] {
         let Ok(o) = Command::new(&profile).args([model, "500"]).output() else {
             continue;

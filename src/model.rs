@@ -9,11 +9,12 @@ use std::path::Path;
 use tract_onnx::prelude::Framework;
 
 /// The model compiled into `tag`, so a fresh checkout tags images with no download.
-/// `tuned`: the best validation accuracy of the three (docs/REPORT.md); float rather than int8
-/// because tract runs the int8 graph slower (docs/BENCHMARKS.md, README).
-pub const DEFAULT_MODEL_BYTES: &[u8] = include_bytes!("../models/tuned.onnx");
+/// `fast`: the fastest model on tract whose validation accuracy is within one standard error of
+/// the best (docs/REPORT.md, README); float rather than int8 because tract runs the int8 graph
+/// slower (docs/BENCHMARKS.md).
+pub const DEFAULT_MODEL_BYTES: &[u8] = include_bytes!("../models/fast.onnx");
 /// Where the embedded model came from, for `--version` and outputs.
-pub const DEFAULT_MODEL_FILE: &str = "models/tuned.onnx";
+pub const DEFAULT_MODEL_FILE: &str = "models/fast.onnx";
 
 pub struct Model {
     pub info: ModelInfo,

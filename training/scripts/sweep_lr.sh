@@ -12,15 +12,15 @@ bin=${TRAINING_BIN:-target/release/training}
 epochs=${SWEEP_EPOCHS:-5}
 full_epochs=${TUNED_EPOCHS:-15}
 
+# shellcheck source=common.sh
+source "$(dirname "$0")/common.sh"
+
 run() { # name out epochs lr
     local resume=()
-    if [[ -f $2/state.json ]]; then
-        if grep -Eq "\"epochs_done\": *$3," "$2/state.json"; then
-            echo "sweep: $1 finished already"
-            return
-        fi
-        resume=(--resume)
-    fi
+    case $(run_state "$2" "$3") in
+        done) echo "sweep: $1 finished already"; return ;;
+        resume) resume=(--resume) ;;
+    esac
     "$bin" train --data "$data" --name "$1" --out "$2" --epochs "$3" --lr "$4" "${resume[@]}"
 }
 

@@ -1,6 +1,6 @@
 //! Trained burn model -> ONNX. Batch norm is folded into the convolutions first (a folded
 //! network is also what the int8 quantizer starts from), so the runtime graph is just
-//! Conv+ReLU(+MaxPool) x stages -> GlobalAveragePool -> Flatten -> Gemm.
+//! Conv+ReLU(+MaxPool) x layers -> GlobalAveragePool -> Flatten -> Gemm.
 
 use crate::model::{Arch, Cnn};
 use crate::onnx;
@@ -9,14 +9,34 @@ use tagger::metadata::{ModelInfo, INPUT_NAME, OUTPUT_NAME};
 use tagger::preprocess::{HEIGHT, WIDTH};
 use tagger::tract_onnx::pb;
 
-/// A convolution with batch norm folded in: `w` is `[c_out, c_in, 3, 3]`.
+/// A convolution with batch norm folded in: `w` is `[c_out, c_in, kernel, kernel]`.
 #[derive(Debug, Clone)]
 pub struct FoldedConv {
     pub c_in: usize,
     pub c_out: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
     pub w: Vec<f32>,
     pub b: Vec<f32>,
     pub pool: bool,
+}
+
+impl FoldedConv {
+    /// ONNX `Conv` / `QLinearConv` attributes.
+    pub fn attrs(&self) -> Vec<pb::AttributeProto> {
+        let (k, s, p) = (self.kernel as i64, self.stride as i64, self.padding as i64);
+        vec![
+            onnx::attr_ints("kernel_shape", &[k, k]),
+            onnx::attr_ints("pads", &[p, p, p, p]),
+            onnx::attr_ints("strides", &[s, s]),
+        ]
+    }
+
+    pub fn weight_dims(&self) -> [i64; 4] {
+        let k = self.kernel as i64;
+        [self.c_out as i64, self.c_in as i64, k, k]
+    }
 }
 
 /// The inference network as plain numbers: what every exporter (float, int8) writes.
@@ -44,7 +64,8 @@ pub fn fold(model: &Cnn, arch: &Arch) -> FoldedNet {
         .blocks
         .iter()
         .zip(arch.convs())
-        .map(|(b, (c_in, c_out, _, _, pool))| {
+        .map(|(b, spec)| {
+            let c_out = spec.c_out;
             let w = values(b.conv.weight.val());
             let gamma = values(b.bn.gamma.val());
             let beta = values(b.bn.beta.val());
@@ -67,11 +88,14 @@ pub fn fold(model: &Cnn, arch: &Arch) -> FoldedNet {
                 bf[o] = beta[o] + (conv_bias - mean[o]) * s;
             }
             FoldedConv {
-                c_in,
+                c_in: spec.c_in,
                 c_out,
+                kernel: spec.kernel,
+                stride: spec.stride,
+                padding: spec.padding,
                 w: wf,
                 b: bf,
-                pool,
+                pool: spec.pool,
             }
         })
         .collect();
@@ -84,7 +108,7 @@ pub fn fold(model: &Cnn, arch: &Arch) -> FoldedNet {
             .as_ref()
             .map(|b| values(b.val()))
             .unwrap_or_else(|| vec![0.0; arch.classes]),
-        features: *arch.channels.last().expect("stages"),
+        features: arch.features(),
         classes: arch.classes,
     }
 }
@@ -96,11 +120,7 @@ pub fn float_model(net: &FoldedNet, info: &ModelInfo) -> pb::ModelProto {
     let mut x = INPUT_NAME.to_string();
     for (i, c) in net.convs.iter().enumerate() {
         let (w, b) = (format!("conv{i}.weight"), format!("conv{i}.bias"));
-        inits.push(onnx::tensor_f32(
-            &w,
-            &[c.c_out as i64, c.c_in as i64, 3, 3],
-            &c.w,
-        ));
+        inits.push(onnx::tensor_f32(&w, &c.weight_dims(), &c.w));
         inits.push(onnx::tensor_f32(&b, &[c.c_out as i64], &c.b));
         let conv_out = format!("conv{i}");
         nodes.push(onnx::node(
@@ -108,11 +128,7 @@ pub fn float_model(net: &FoldedNet, info: &ModelInfo) -> pb::ModelProto {
             &conv_out,
             &[&x, &w, &b],
             &[&conv_out],
-            vec![
-                onnx::attr_ints("kernel_shape", &[3, 3]),
-                onnx::attr_ints("pads", &[1, 1, 1, 1]),
-                onnx::attr_ints("strides", &[1, 1]),
-            ],
+            c.attrs(),
         ));
         let relu_out = format!("relu{i}");
         nodes.push(onnx::node(

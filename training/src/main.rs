@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use tagger::preprocess::Normalization;
 use training::augment::Augment;
 use training::cache::ImageCache;
-use training::model::Arch;
+use training::model::{Arch, Layer};
 use training::quantize::{Calibration, Int8Form};
 use training::split::{Split, SplitOptions};
 use training::train::{RunPaths, TrainConfig};
@@ -65,6 +65,10 @@ enum Cmd {
         channels: Vec<usize>,
         #[arg(long, default_value_t = 1)]
         convs_per_stage: usize,
+        /// Explicit conv layers instead of stages, e.g. `32:4/4v,64v,96/2v,128v`
+        /// (`C[:K][/S][v]`: channels, kernel, stride, no padding; see model.rs).
+        #[arg(long, value_delimiter = ',')]
+        layers: Vec<Layer>,
         #[arg(long, default_value_t = 0.2)]
         dropout: f64,
         /// Train with on-the-fly augmentation (default settings, see augment.rs).
@@ -250,6 +254,7 @@ fn run(cli: Cli) -> Result<()> {
             weight_decay,
             channels,
             convs_per_stage,
+            layers,
             dropout,
             augment,
             seed,
@@ -262,11 +267,16 @@ fn run(cli: Cli) -> Result<()> {
             let cache = open_cache(&data, &cache_dir, &split)?;
             let cfg = TrainConfig {
                 name: name.clone(),
-                arch: Arch {
-                    channels,
-                    convs_per_stage,
-                    dropout,
-                    classes: split.labels.len(),
+                arch: if layers.is_empty() {
+                    Arch {
+                        channels,
+                        convs_per_stage,
+                        layers,
+                        dropout,
+                        classes: split.labels.len(),
+                    }
+                } else {
+                    Arch::from_layers(layers, dropout, split.labels.len())
                 },
                 epochs,
                 batch_size,
@@ -278,6 +288,9 @@ fn run(cli: Cli) -> Result<()> {
                 label_column: split.label_column.clone(),
                 labels: split.labels.clone(),
             };
+            cfg.arch
+                .validate()
+                .map_err(|e| anyhow::anyhow!("--channels/--layers: {e}"))?;
             let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&name));
             eprintln!(
                 "training {name}: {} params (folded), {:.1} MFLOP/image, receptive field {} px",
@@ -472,7 +485,7 @@ fn quantize_cmd(
         })
     });
     let bytes = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
-    let mut info = tagger::model::read_info(&bytes)
+    let info = tagger::model::read_info(&bytes)
         .with_context(|| format!("{} is not a tagger float model", model.display()))?;
     let proto = tagger::tract_onnx::onnx()
         .proto_model_for_read(&mut std::io::Cursor::new(&bytes))
@@ -506,22 +519,15 @@ fn quantize_cmd(
         tagger::preprocess::normalize_into(img, &info.normalization, o);
     }
     let ranges = training::quantize::calibrate(&net, &info, &input, calib.len(), method)?;
-    let (input_scale, input_zero_point) = training::quantize::input_quantization(&info);
-    let settings = training::quantize::QuantSettings {
+    let settings = training::quantize::QuantSettings::new(
+        &info,
         form,
         method,
-        calibration_images: calib.len(),
-        calibration_source: format!("training split, seed {seed}"),
-        weights: "int8 symmetric per output channel".into(),
-        activations: "u8 per tensor, zero point 0 after ReLU".into(),
-        input_scale,
-        input_zero_point,
-        activation_scales: ranges.iter().map(|r| r / 255.0).collect(),
-    };
-    info.quantization = Some(serde_json::to_string(&settings)?);
-    let q = training::onnx::encode(&training::quantize::int8_model(
-        &net, &info, &ranges, &settings,
-    ));
+        &ranges,
+        calib.len(),
+        format!("training split, seed {seed}"),
+    );
+    let q = training::quantize::int8_bytes(&net, &info, &ranges, &settings)?;
     // tract must load and run it before it is written.
     tagger::model::Model::from_bytes(
         &q,
@@ -569,12 +575,22 @@ fn quantize_cmd(
 fn reproduce_commands(cfg: &TrainConfig, split: &Path, run: &Path, out: &Path) -> Vec<String> {
     let t = "cargo run --release -p training --";
     let data = "--data ../shared/data/fashion-product-images-small";
-    let channels: Vec<String> = cfg.arch.channels.iter().map(usize::to_string).collect();
+    let shape = if cfg.arch.layers.is_empty() {
+        let channels: Vec<String> = cfg.arch.channels.iter().map(usize::to_string).collect();
+        format!(
+            "--channels {} --convs-per-stage {}",
+            channels.join(","),
+            cfg.arch.convs_per_stage
+        )
+    } else {
+        let layers: Vec<String> = cfg.arch.layers.iter().map(Layer::to_string).collect();
+        format!("--layers {}", layers.join(","))
+    };
     vec![
         format!("{t} split {data} --out {}", split.display()),
         format!(
             "{t} train {data} --split {} --name {} --out {} --epochs {} --batch-size {} --lr {} \
-             --weight-decay {} --channels {} --convs-per-stage {} --dropout {} --seed {}{}",
+             --weight-decay {} {shape} --dropout {} --seed {}{}",
             split.display(),
             cfg.name,
             run.display(),
@@ -582,8 +598,6 @@ fn reproduce_commands(cfg: &TrainConfig, split: &Path, run: &Path, out: &Path) -
             cfg.batch_size,
             cfg.lr,
             cfg.weight_decay,
-            channels.join(","),
-            cfg.arch.convs_per_stage,
             cfg.arch.dropout,
             cfg.seed,
             if cfg.augment.is_some() {

@@ -69,6 +69,45 @@ pub struct QuantSettings {
     pub activation_scales: Vec<f32>,
 }
 
+impl QuantSettings {
+    /// This quantizer's scheme (int8 symmetric per-channel weights, u8 activations with zero
+    /// point 0 after ReLU) for calibrated conv output `ranges`, with the input quantization
+    /// that `info`'s normalisation implies.
+    pub fn new(
+        info: &ModelInfo,
+        form: Int8Form,
+        method: Calibration,
+        ranges: &[f32],
+        calibration_images: usize,
+        calibration_source: String,
+    ) -> Self {
+        let (input_scale, input_zero_point) = input_quantization(info);
+        Self {
+            form,
+            method,
+            calibration_images,
+            calibration_source,
+            weights: "int8 symmetric per output channel".into(),
+            activations: "u8 per tensor, zero point 0 after ReLU".into(),
+            input_scale,
+            input_zero_point,
+            activation_scales: ranges.iter().map(|r| r / 255.0).collect(),
+        }
+    }
+}
+
+/// The int8 model as ONNX bytes, its metadata saying how it was quantized.
+pub fn int8_bytes(
+    net: &FoldedNet,
+    info: &ModelInfo,
+    ranges: &[f32],
+    settings: &QuantSettings,
+) -> Result<Vec<u8>> {
+    let mut info = info.clone();
+    info.quantization = Some(serde_json::to_string(settings)?);
+    Ok(onnx::encode(&int8_model(net, &info, ranges, settings)))
+}
+
 fn f32_initializer(t: &pb::TensorProto) -> Result<Vec<f32>> {
     if t.data_type != pb::tensor_proto::DataType::Float as i32 {
         bail!("initializer {} is not f32", t.name);
@@ -108,12 +147,28 @@ pub fn folded_from_onnx(proto: &pb::ModelProto) -> Result<FoldedNet> {
             "Conv" => {
                 let (wt, w) = init(&node.input[1])?;
                 let (_, b) = init(node.input.get(2).context("conv without bias")?)?;
-                if wt.dims.len() != 4 || wt.dims[2..] != [3, 3] {
-                    bail!("conv {} is not 3x3", node.name);
+                if wt.dims.len() != 4 || wt.dims[2] != wt.dims[3] {
+                    bail!("conv {} does not have a square kernel", node.name);
                 }
+                let ints = |name: &str| {
+                    node.attribute
+                        .iter()
+                        .find(|a| a.name == name)
+                        .map(|a| a.ints.clone())
+                        .unwrap_or_default()
+                };
+                let (strides, pads) = (ints("strides"), ints("pads"));
+                let uniform = |v: &[i64], default: i64| match v {
+                    [] => Ok(default),
+                    [first, rest @ ..] if rest.iter().all(|x| x == first) => Ok(*first),
+                    _ => Err(anyhow!("conv {} has uneven strides or pads", node.name)),
+                };
                 convs.push(FoldedConv {
                     c_out: wt.dims[0] as usize,
                     c_in: wt.dims[1] as usize,
+                    kernel: wt.dims[2] as usize,
+                    stride: uniform(&strides, 1)? as usize,
+                    padding: uniform(&pads, 0)? as usize,
                     w,
                     b,
                     pool: false,
@@ -241,11 +296,7 @@ pub fn int8_model(
         }
         let y_scale = range / 255.0;
         let names = |s: &str| format!("conv{i}.{s}");
-        inits.push(onnx::tensor_i8(
-            &names("weight_q"),
-            &[c.c_out as i64, c.c_in as i64, 3, 3],
-            &wq,
-        ));
+        inits.push(onnx::tensor_i8(&names("weight_q"), &c.weight_dims(), &wq));
         inits.push(onnx::tensor_f32(
             &names("weight_scale"),
             &[c.c_out as i64],
@@ -264,13 +315,7 @@ pub fn int8_model(
         inits.push(scalar_f32(&names("y_scale"), y_scale));
         inits.push(onnx::tensor_u8(&names("y_zero_point"), &[], &[0]));
         let y = names("q");
-        let conv_attrs = || {
-            vec![
-                onnx::attr_ints("kernel_shape", &[3, 3]),
-                onnx::attr_ints("pads", &[1, 1, 1, 1]),
-                onnx::attr_ints("strides", &[1, 1]),
-            ]
-        };
+        let conv_attrs = || c.attrs();
         match settings.form {
             Int8Form::Qlinear => nodes.push(onnx::node(
                 "QLinearConv",

@@ -5,14 +5,15 @@
 
 use crate::compare::Comparison;
 use crate::evaluate::ModelCard;
-use crate::train::EpochLog;
+use crate::train::{EpochLog, TrainConfig};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// The three models the report compares, in this order.
-pub const MODELS: [&str; 3] = ["baseline", "tuned", "augmented"];
+/// The report's models, in table order. `fast` is the tuned recipe on a strided architecture
+/// that tract runs faster (issue: tract's gap to onnxruntime, docs/BENCHMARKS.md).
+pub const MODELS: [&str; 4] = ["baseline", "tuned", "augmented", "fast"];
 
 #[derive(Deserialize)]
 pub struct Card {
@@ -33,11 +34,39 @@ pub struct SweepRun {
     pub history: Vec<EpochLog>,
 }
 
+/// One full run of the architecture sweep for `fast` (training/scripts/sweep_arch.sh).
+pub struct ArchRun {
+    pub variant: String,
+    pub config: TrainConfig,
+    pub history: Vec<EpochLog>,
+}
+
+impl ArchRun {
+    /// The epoch with the best validation accuracy, the first on ties: the checkpoint a run
+    /// keeps (train.rs replaces it only on a strictly better epoch).
+    pub fn best(&self) -> &EpochLog {
+        let mut best = &self.history[0];
+        for e in &self.history[1..] {
+            if e.val_acc > best.val_acc {
+                best = e;
+            }
+        }
+        best
+    }
+}
+
 pub struct Inputs {
     pub cards: Vec<Card>,
     /// Per-epoch logs by model name (same order as `cards`; empty when missing).
     pub histories: Vec<Vec<EpochLog>>,
     pub sweep: Vec<SweepRun>,
+    pub arch_sweep: Vec<ArchRun>,
+}
+
+/// The architecture sweep's choice: the best validation accuracy of any epoch.
+pub fn arch_choice(runs: &[ArchRun]) -> Option<&ArchRun> {
+    runs.iter()
+        .max_by(|a, b| a.best().val_acc.total_cmp(&b.best().val_acc))
 }
 
 pub fn read_history(path: &Path) -> Result<Vec<EpochLog>> {
@@ -66,6 +95,22 @@ pub fn collect(runs: &Path, data: &Path) -> Result<usize> {
             &runs.join(m).join("history.csv"),
             &data.join("history").join(format!("{m}.csv")),
         )? as usize;
+    }
+    if let Ok(entries) = std::fs::read_dir(runs.join("sweep-arch")) {
+        for e in entries.flatten().filter(|e| e.path().is_dir()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let to = data.join("sweep-arch");
+            if e.path().join("history.csv").is_file() {
+                n += copy_if_present(
+                    &e.path().join("config.json"),
+                    &to.join(format!("{name}.config.json")),
+                )? as usize;
+                n += copy_if_present(
+                    &e.path().join("history.csv"),
+                    &to.join(format!("{name}.csv")),
+                )? as usize;
+            }
+        }
     }
     if let Ok(entries) = std::fs::read_dir(runs.join("sweep-lr")) {
         for e in entries.flatten() {
@@ -100,7 +145,7 @@ pub fn load(models: &Path, data: &Path) -> Result<Inputs> {
     }
     if cards.is_empty() {
         bail!(
-            "no model cards (baseline/tuned/augmented .json) in {}",
+            "no model cards (baseline/tuned/augmented/fast .json) in {}",
             models.display()
         );
     }
@@ -122,10 +167,31 @@ pub fn load(models: &Path, data: &Path) -> Result<Inputs> {
         }
     }
     sweep.sort_by(|a, b| a.lr.total_cmp(&b.lr));
+    let mut arch_sweep = vec![];
+    if let Ok(entries) = std::fs::read_dir(data.join("sweep-arch")) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(variant) = name.strip_suffix(".config.json") else {
+                continue;
+            };
+            let config: TrainConfig = serde_json::from_slice(&std::fs::read(e.path())?)
+                .with_context(|| format!("{} is not a run config", e.path().display()))?;
+            let history = read_history(&data.join("sweep-arch").join(format!("{variant}.csv")))?;
+            if !history.is_empty() {
+                arch_sweep.push(ArchRun {
+                    variant: variant.to_string(),
+                    config,
+                    history,
+                });
+            }
+        }
+    }
+    arch_sweep.sort_by(|a, b| a.variant.cmp(&b.variant));
     Ok(Inputs {
         cards,
         histories,
         sweep,
+        arch_sweep,
     })
 }
 
@@ -152,7 +218,7 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
     let base = by_name("baseline").map(|i| &inp.cards[i].card);
     writeln!(
         md,
-        "# Experiment report: baseline, tuned and augmented CNNs\n"
+        "# Experiment report: baseline, tuned, augmented and fast CNNs\n"
     )?;
     writeln!(
         md,
@@ -380,6 +446,85 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
         writeln!(md, "No augmented model card yet.\n")?;
     }
 
+    writeln!(md, "## Fast: strided architecture for tract\n")?;
+    if !inp.arch_sweep.is_empty() {
+        let chosen = arch_choice(&inp.arch_sweep).map(|r| r.variant.clone());
+        writeln!(
+            md,
+            "**Architecture sweep** (`training/scripts/sweep_arch.sh`): pool-free networks \
+             whose latency on tract was measured first with random weights \
+             (`benches/experiments/arch_latency.py`), each trained fully with the tuned recipe \
+             and chosen on validation accuracy (the best epoch, which is the checkpoint kept).\n"
+        )?;
+        writeln!(
+            md,
+            "| variant | layers | MFLOP | params | dropout | weight decay | best val acc (epoch) | train acc in that epoch |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|---|---|---|")?;
+        for r in &inp.arch_sweep {
+            let b = r.best();
+            let a = &r.config.arch;
+            let layers: Vec<String> = a.layers.iter().map(|l| l.to_string()).collect();
+            writeln!(
+                md,
+                "| {}{} | `{}` | {:.1} | {} | {} | {} | {} ({}) | {} |",
+                r.variant,
+                if chosen.as_deref() == Some(&r.variant) {
+                    " (chosen)"
+                } else {
+                    ""
+                },
+                if layers.is_empty() {
+                    format!("{:?}", a.channels)
+                } else {
+                    layers.join(",")
+                },
+                a.flops() as f64 / 1e6,
+                a.params_folded(),
+                a.dropout,
+                r.config.weight_decay,
+                pct(b.val_acc),
+                b.epoch,
+                pct(b.train_acc),
+            )?;
+        }
+        writeln!(md)?;
+    }
+    let tuned = by_name("tuned").map(|i| &inp.cards[i].card);
+    if let (Some(i), Some(t)) = (by_name("fast"), tuned) {
+        let f = &inp.cards[i].card;
+        let dt = (f.metrics.test.accuracy - t.metrics.test.accuracy) * 100.0;
+        let dv = (f.metrics.val.accuracy - t.metrics.val.accuracy) * 100.0;
+        writeln!(
+            md,
+            "The tuned recipe (lr {}, {} epochs, seed {}; dropout {}, weight decay {}) on \
+             another network: {}. In tract's profile of the max-pool network, MaxPool takes a \
+             quarter of the time and the full-resolution first conv (3 input channels) another \
+             quarter (docs/BENCHMARKS.md); here a 4x4 stride-4 conv reads the image as \
+             non-overlapping patches and later layers downsample by stride, without padding. \
+             {:.1} MFLOP per image instead of {:.1}, receptive field {} px. Result: test {} ({} \
+             vs tuned), validation {} ({} vs tuned), {:.0} images/s in training instead of {:.0}. \
+             Latency on tract and onnxruntime: docs/BENCHMARKS.md.\n",
+            f.training.lr,
+            f.training.epochs,
+            f.training.seed,
+            f.arch.dropout,
+            f.training.weight_decay,
+            f.arch.describe(),
+            f.flops_per_image as f64 / 1e6,
+            t.flops_per_image as f64 / 1e6,
+            f.receptive_field_px,
+            pct(f.metrics.test.accuracy),
+            pp(dt),
+            pct(f.metrics.val.accuracy),
+            pp(dv),
+            f.training.images_per_s,
+            t.training.images_per_s,
+        )?;
+    } else {
+        writeln!(md, "No fast model card yet.\n")?;
+    }
+
     writeln!(md, "## Curves and confusion matrices\n")?;
     writeln!(
         md,
@@ -434,6 +579,9 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
          - Sweep weight decay and width at the chosen learning rate, with 2-3 seeds per point: the \
            standard error of the validation accuracy is {se_pp:.2} pp, so single-run gaps of that \
            size do not rank settings.\n\
+         - `fast`: the wide variant fits the training set almost perfectly; the stronger \
+           regularisation that lifted the narrow variant (dropout 0.3, weight decay 5e-4) is the \
+           next run for it, and augmentation the one after.\n\
          - Label smoothing and test-time flip averaging are cheap to try; knowledge distillation \
            from a larger network would keep the on-device cost unchanged."
     )?;

@@ -13,6 +13,9 @@ fn tiny_net(classes: usize) -> FoldedNet {
         convs: vec![FoldedConv {
             c_in: 3,
             c_out: 4,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
             w: vec![0.01; 4 * 3 * 9],
             b: vec![0.0; 4],
             pool: false,

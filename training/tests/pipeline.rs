@@ -40,6 +40,23 @@ fn all_ids(s: &Split) -> Vec<u64> {
         .collect()
 }
 
+/// Small-batch training settings for the fixture photos.
+fn fixture_config(s: &Split, name: &str, arch: Arch, epochs: usize) -> TrainConfig {
+    TrainConfig {
+        name: name.into(),
+        arch,
+        epochs,
+        batch_size: 8,
+        lr: 3e-3,
+        weight_decay: 0.0,
+        seed: 1,
+        augment: None,
+        normalization: Normalization::default(),
+        label_column: s.label_column.clone(),
+        labels: s.labels.clone(),
+    }
+}
+
 #[test]
 fn split_of_fixture_is_complete_and_deterministic() {
     let a = split();
@@ -89,24 +106,14 @@ fn smoke_training_loss_falls_resumes_and_exports() {
     let s = split();
     let tmp = tempfile::tempdir().unwrap();
     let cache = ImageCache::open(&fixture(), &tmp.path().join("cache"), &all_ids(&s)).unwrap();
-    let cfg = TrainConfig {
-        name: "smoke".into(),
-        arch: Arch {
-            channels: vec![16, 32, 64],
-            convs_per_stage: 1,
-            dropout: 0.0,
-            classes: s.labels.len(),
-        },
-        epochs: 20,
-        batch_size: 8,
-        lr: 3e-3,
-        weight_decay: 0.0,
-        seed: 1,
-        augment: None,
-        normalization: Normalization::default(),
-        label_column: s.label_column.clone(),
-        labels: s.labels.clone(),
+    let arch = Arch {
+        channels: vec![16, 32, 64],
+        convs_per_stage: 1,
+        layers: vec![],
+        dropout: 0.0,
+        classes: s.labels.len(),
     };
+    let cfg = fixture_config(&s, "smoke", arch, 20);
     let paths = RunPaths::new(&tmp.path().join("run"));
     // Train 10 of 20 epochs (as if killed), then resume from the checkpoint.
     let early = train::train(&cfg, &paths, &cache, &s.train, &s.val, false, Some(10)).unwrap();
@@ -162,7 +169,7 @@ fn smoke_training_loss_falls_resumes_and_exports() {
             .unwrap()
     };
     let net = quantize::folded_from_onnx(&proto).unwrap();
-    let mut info = model.info.clone();
+    let info = model.info.clone();
     let calib: Vec<&[u8]> = s.train.iter().map(|e| cache.get(e.0).unwrap()).collect();
     let input = model.batch_input(&calib);
     assert!(quantize::calibrate(&net, &info, &[], 0, Calibration::MinMax).is_err());
@@ -173,20 +180,15 @@ fn smoke_training_loss_falls_resumes_and_exports() {
     ] {
         let ranges = quantize::calibrate(&net, &info, &input, calib.len(), method).unwrap();
         assert_eq!(ranges.len(), net.convs.len());
-        let (input_scale, input_zero_point) = quantize::input_quantization(&info);
-        let settings = quantize::QuantSettings {
+        let settings = quantize::QuantSettings::new(
+            &info,
             form,
             method,
-            calibration_images: calib.len(),
-            calibration_source: "fixture train split".into(),
-            weights: "int8".into(),
-            activations: "u8".into(),
-            input_scale,
-            input_zero_point,
-            activation_scales: ranges.iter().map(|r| r / 255.0).collect(),
-        };
-        info.quantization = Some(serde_json::to_string(&settings).unwrap());
-        let q = training::onnx::encode(&quantize::int8_model(&net, &info, &ranges, &settings));
+            &ranges,
+            calib.len(),
+            "fixture train split".into(),
+        );
+        let q = quantize::int8_bytes(&net, &info, &ranges, &settings).unwrap();
         let int8 = Model::from_bytes(&q, "int8".into(), BackendKind::Tract, 1).unwrap();
         assert_eq!(int8.info.labels, s.labels);
         assert!(int8.info.quantization.is_some());
@@ -203,17 +205,7 @@ fn smoke_training_loss_falls_resumes_and_exports() {
             model.logits(&x, imgs.len()).unwrap(),
             int8.logits(&x, imgs.len()).unwrap(),
         );
-        let spread =
-            lf.iter().fold(f32::MIN, |m, v| m.max(*v)) - lf.iter().fold(f32::MAX, |m, v| m.min(*v));
-        let worst = lf
-            .iter()
-            .zip(&lq)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
-        assert!(
-            worst < 0.1 * spread,
-            "{method:?} {form:?}: int8 off by {worst}, spread {spread}"
-        );
+        assert_close(&lf, &lq, &format!("{method:?} {form:?}"));
         let k = model.classes();
         let agree = lf
             .chunks(k)
@@ -242,6 +234,77 @@ fn smoke_training_loss_falls_resumes_and_exports() {
     assert!(paths.dir.join("curves.png").is_file());
     assert!(paths.dir.join("confusion_test.png").is_file());
     let _ = Device::flex();
+}
+
+/// Explicit layers (patchify stem, strides, no padding): burn, the exported graph in tract and
+/// the int8 graphs all compute the same network.
+#[test]
+fn strided_layers_export_and_quantize_consistently() {
+    let s = split();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = ImageCache::open(&fixture(), &tmp.path().join("cache"), &all_ids(&s)).unwrap();
+    let layers = ["16:4/4v", "32v", "48/2v", "48"].map(|l| l.parse().unwrap());
+    let arch = Arch::from_layers(layers.to_vec(), 0.0, s.labels.len());
+    let cfg = fixture_config(&s, "strided", arch, 4);
+    let paths = RunPaths::new(&tmp.path().join("run"));
+    train::train(&cfg, &paths, &cache, &s.train, &s.val, false, None).unwrap();
+    let onnx = tmp.path().join("strided.onnx");
+    let check = training::evaluate::export(&paths, "test", &s, &cache, &onnx).unwrap();
+    assert!(check.max_abs_logit_diff_tract_vs_burn < 1e-4);
+    let bytes = std::fs::read(&onnx).unwrap();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    assert!(!text.contains("MaxPool"));
+    let proto = {
+        use tagger::tract_onnx::prelude::Framework;
+        tagger::tract_onnx::onnx()
+            .proto_model_for_read(&mut std::io::Cursor::new(&bytes))
+            .unwrap()
+    };
+    let net = quantize::folded_from_onnx(&proto).unwrap();
+    let shapes: Vec<_> = net
+        .convs
+        .iter()
+        .map(|c| (c.kernel, c.stride, c.padding))
+        .collect();
+    assert_eq!(shapes, [(4, 4, 0), (3, 1, 0), (3, 2, 0), (3, 1, 1)]);
+    let model = Model::from_path(&onnx, BackendKind::Tract, 1).unwrap();
+    let calib: Vec<&[u8]> = s.train.iter().map(|e| cache.get(e.0).unwrap()).collect();
+    let input = model.batch_input(&calib);
+    let imgs: Vec<&[u8]> = s.test.iter().map(|e| cache.get(e.0).unwrap()).collect();
+    let x = model.batch_input(&imgs);
+    let lf = model.logits(&x, imgs.len()).unwrap();
+    for form in [Int8Form::Qlinear, Int8Form::Qdq] {
+        let ranges =
+            quantize::calibrate(&net, &model.info, &input, calib.len(), Calibration::MinMax)
+                .unwrap();
+        let settings = quantize::QuantSettings::new(
+            &model.info,
+            form,
+            Calibration::MinMax,
+            &ranges,
+            calib.len(),
+            "fixture train split".into(),
+        );
+        let q = quantize::int8_bytes(&net, &model.info, &ranges, &settings).unwrap();
+        let int8 = Model::from_bytes(&q, "int8".into(), BackendKind::Tract, 1).unwrap();
+        let lq = int8.logits(&x, imgs.len()).unwrap();
+        assert_close(&lf, &lq, &format!("{form:?}"));
+    }
+}
+
+/// Stated int8 tolerance: every logit within 10% of the float logits' spread.
+fn assert_close(lf: &[f32], lq: &[f32], what: &str) {
+    let spread =
+        lf.iter().fold(f32::MIN, |m, v| m.max(*v)) - lf.iter().fold(f32::MAX, |m, v| m.min(*v));
+    let worst = lf
+        .iter()
+        .zip(lq)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(
+        worst < 0.1 * spread,
+        "{what}: int8 off by {worst}, spread {spread}"
+    );
 }
 
 #[test]

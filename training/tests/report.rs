@@ -51,13 +51,46 @@ fn report_renders_from_cards_and_logs() {
         std::fs::create_dir_all(runs.join(sub)).unwrap();
         std::fs::write(runs.join(sub).join("history.csv"), history(&accs)).unwrap();
     }
-    assert_eq!(report::collect(&runs, &data).unwrap(), 4);
+    // Two runs of the architecture sweep: config + log each.
+    let config = |dropout: f64| {
+        let layers = ["32:4/4v", "64v"].map(|l| l.parse().unwrap()).to_vec();
+        training::train::TrainConfig {
+            name: "fast".into(),
+            arch: training::model::Arch::from_layers(layers, dropout, 13),
+            epochs: 2,
+            batch_size: 64,
+            lr: 0.004,
+            weight_decay: 1e-4,
+            seed: 1,
+            augment: None,
+            normalization: Default::default(),
+            label_column: "subCategory".into(),
+            labels: vec![],
+        }
+    };
+    for (variant, dropout, accs) in [("a", 0.2, [0.9, 0.97, 0.95]), ("b", 0.3, [0.9, 0.96, 0.96])] {
+        let d = runs.join("sweep-arch").join(variant);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("history.csv"), history(&accs)).unwrap();
+        std::fs::write(
+            d.join("config.json"),
+            serde_json::to_vec(&config(dropout)).unwrap(),
+        )
+        .unwrap();
+    }
+    assert_eq!(report::collect(&runs, &data).unwrap(), 8);
     let out = report::write(&models, &data, &docs).unwrap();
     let md = std::fs::read_to_string(out).unwrap();
     assert!(md.contains("| baseline | **97.03%**"), "{md}");
     assert!(md.contains("| tuned | **98.76%**"), "{md}");
     assert!(md.contains("| 0.004 (chosen) | 96.00%"), "{md}");
     assert!(!md.contains("0.001 (chosen)") && !md.contains("0.016 (chosen)"));
+    // The architecture sweep chooses on the best epoch (a: 97% at epoch 2), not the last.
+    assert!(
+        md.contains("| a (chosen) | `32:4/4v,64v` |") && md.contains("| 97.00% (2) |"),
+        "{md}"
+    );
+    assert!(md.contains("| b | `32:4/4v,64v` |"), "{md}");
     assert!(
         md.contains("+1.73 pp vs baseline") || md.contains("(+1.73 pp vs baseline)"),
         "{md}"
