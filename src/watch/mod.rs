@@ -164,7 +164,10 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
         let name = format!("frame {}", frame.seq);
         let image = match frame.data {
             FrameData::Rgb(rgb) => Ok(DynamicImage::ImageRgb8(rgb)),
-            FrameData::Encoded(bytes) => preprocess::decode(&bytes, &name),
+            FrameData::Encoded(bytes) => {
+                preprocess::decode(&bytes, &name).map_err(|e| e.to_string())
+            }
+            FrameData::Unreadable(why) => Err(format!("{name}: {why}")),
         };
         let image = match image {
             Ok(i) => i,

@@ -13,6 +13,9 @@ use std::time::Duration;
 pub enum FrameData {
     Encoded(Vec<u8>),
     Rgb(RgbImage),
+    /// A frame that arrived but cannot be used (an unreadable file, a short camera buffer):
+    /// counted as corrupt and skipped with this reason, the stream goes on.
+    Unreadable(String),
 }
 
 pub trait FrameSource: Send {
@@ -99,11 +102,14 @@ impl FrameSource for FolderSource {
         self.last = Some(std::time::Instant::now());
         let path = &self.files[self.next];
         self.next += 1;
-        // An unreadable file is a bad frame, not the end of the replay: hand over no bytes and
-        // let decoding report it.
-        Ok(Some(FrameData::Encoded(
-            std::fs::read(path).unwrap_or_default(),
-        )))
+        // An unreadable file is a bad frame, not the end of the replay.
+        Ok(Some(match std::fs::read(path) {
+            Ok(bytes) => FrameData::Encoded(bytes),
+            Err(e) => FrameData::Unreadable(format!(
+                "{}: cannot read: {e} (check its permissions)",
+                path.display()
+            )),
+        }))
     }
 
     fn is_live(&self) -> bool {
@@ -242,6 +248,31 @@ mod tests {
             assert!(once.next_frame().unwrap().is_some());
         }
         assert!(once.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn unreadable_file_is_a_bad_frame_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.jpg", "b.jpg"] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        let mut src = FolderSource::new(dir.path(), None, false).unwrap();
+        // A file gone between listing and reading is a bad frame naming the file, not the end.
+        std::fs::remove_file(dir.path().join("a.jpg")).unwrap();
+        match src.next_frame().unwrap() {
+            Some(FrameData::Unreadable(why)) => {
+                assert!(
+                    why.contains("a.jpg") && why.contains("cannot read"),
+                    "{why}"
+                )
+            }
+            _ => panic!("expected an unreadable frame"),
+        }
+        assert!(matches!(
+            src.next_frame().unwrap(),
+            Some(FrameData::Encoded(_))
+        ));
+        assert!(src.next_frame().unwrap().is_none());
     }
 
     #[test]

@@ -152,10 +152,16 @@ mod linux {
         Ok(stream.dequeue(|buf| {
             let data = &buf[..];
             Ok(if fmt.format == PixelFormat::YUYV {
-                // A short buffer becomes an empty frame, counted as corrupt.
-                yuyv_to_rgb(data, fmt.width, fmt.height, fmt.stride)
-                    .map(FrameData::Rgb)
-                    .unwrap_or(FrameData::Encoded(Vec::new()))
+                // A short buffer is a corrupt frame, not a lost camera.
+                match yuyv_to_rgb(data, fmt.width, fmt.height, fmt.stride) {
+                    Some(rgb) => FrameData::Rgb(rgb),
+                    None => FrameData::Unreadable(format!(
+                        "YUYV frame of {} bytes is too short for {}x{}",
+                        data.len(),
+                        fmt.width,
+                        fmt.height
+                    )),
+                }
             } else {
                 FrameData::Encoded(data.to_vec())
             })

@@ -15,8 +15,13 @@ declare -A variants=(
     [patch32]="--layers 32:4/4v,64v,96/2v,128v --dropout 0.2 --weight-decay 0.0001"
     [patch32-reg]="--layers 32:4/4v,64v,96/2v,128v --dropout 0.3 --weight-decay 0.0005"
     [patch48-wide]="--layers 48:4/4v,64v,96/2v,128v,160 --dropout 0.2 --weight-decay 0.0001"
+    [patch48-wide-reg]="--layers 48:4/4v,64v,96/2v,128v,160 --dropout 0.3 --weight-decay 0.0005"
 )
-if [[ $# -eq 0 ]]; then names=(patch32 patch32-reg patch48-wide); else names=("$@"); fi
+if [[ $# -eq 0 ]]; then
+    names=(patch32 patch32-reg patch48-wide patch48-wide-reg)
+else
+    names=("$@")
+fi
 
 # shellcheck source=common.sh
 source "$(dirname "$0")/common.sh"
