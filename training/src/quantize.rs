@@ -302,10 +302,18 @@ pub fn int8_model(
             &[c.c_out as i64],
             &w_scales,
         ));
+        // Symmetric weights: the zero point is 0 for every channel. QLinearConv takes it as one
+        // scalar, which lets tract skip its zero-point sums and subtractions (same arithmetic,
+        // ~30% faster there; benches/experiments/int8_forms.py); DequantizeLinear (QDQ) needs
+        // one per scale.
+        let zp_dims: &[i64] = match settings.form {
+            Int8Form::Qlinear => &[],
+            Int8Form::Qdq => &[c.c_out as i64],
+        };
         inits.push(onnx::tensor_i8(
             &names("weight_zero_point"),
-            &[c.c_out as i64],
-            &vec![0; c.c_out],
+            zp_dims,
+            &vec![0; zp_dims.iter().product::<i64>() as usize],
         ));
         inits.push(onnx::tensor_i32(
             &names("bias_q"),

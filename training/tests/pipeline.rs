@@ -286,6 +286,24 @@ fn strided_layers_export_and_quantize_consistently() {
             "fixture train split".into(),
         );
         let q = quantize::int8_bytes(&net, &model.info, &ranges, &settings).unwrap();
+        // QLinearConv gets one scalar weight zero point (tract then skips its zero-point
+        // passes); DequantizeLinear one per channel, like its scales.
+        let qproto = {
+            use tagger::tract_onnx::prelude::Framework;
+            tagger::tract_onnx::onnx()
+                .proto_model_for_read(&mut std::io::Cursor::new(&q))
+                .unwrap()
+        };
+        let zp = qproto
+            .graph
+            .as_ref()
+            .unwrap()
+            .initializer
+            .iter()
+            .find(|t| t.name == "conv1.weight_zero_point")
+            .unwrap();
+        let per_channel = matches!(form, Int8Form::Qdq);
+        assert_eq!(zp.dims, if per_channel { vec![32] } else { vec![] });
         let int8 = Model::from_bytes(&q, "int8".into(), BackendKind::Tract, 1).unwrap();
         let lq = int8.logits(&x, imgs.len()).unwrap();
         assert_close(&lf, &lq, &format!("{form:?}"));
