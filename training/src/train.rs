@@ -390,6 +390,24 @@ fn write_history_csv(path: &Path, history: &[EpochLog]) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A resumed run must see exactly the history it saved (serde_json's `float_roundtrip`).
+    #[test]
+    fn saved_floats_restore_exactly() {
+        for v in [
+            1.9236636528602014f64,
+            1.9236636528602016,
+            0.1 + 0.2,
+            1e-300,
+            0.9734466277217206,
+        ] {
+            let text = serde_json::to_string(&v).unwrap();
+            assert_eq!(
+                serde_json::from_str::<f64>(&text).unwrap().to_bits(),
+                v.to_bits()
+            );
+        }
+    }
+
     #[test]
     fn cosine_schedule_decays_to_one_percent() {
         assert!((cosine_lr(1e-3, 0, 100) - 1e-3).abs() < 1e-12);
