@@ -264,7 +264,6 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let split_file = split;
             let split = Split::load(&split_file)?;
-            let cache = open_cache(&data, &cache_dir, &split)?;
             let cfg = TrainConfig {
                 name: name.clone(),
                 arch: if layers.is_empty() {
@@ -291,6 +290,8 @@ fn run(cli: Cli) -> Result<()> {
             cfg.arch
                 .validate()
                 .map_err(|e| anyhow::anyhow!("--channels/--layers: {e}"))?;
+            // Only after the cheap checks: opening the cache may decode every image.
+            let cache = open_cache(&data, &cache_dir, &split)?;
             let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&name));
             eprintln!(
                 "training {name}: {} params (folded), {:.1} MFLOP/image, receptive field {} px",

@@ -102,9 +102,14 @@ pub struct ConvSpec {
 }
 
 impl ConvSpec {
-    /// Output height and width of the convolution (before any pool).
+    /// Output height and width of the convolution (before any pool); 0 where the kernel does
+    /// not fit, which [`Arch::validate`] reports.
     pub fn out_hw(&self) -> (usize, usize) {
-        let o = |x: usize| (x + 2 * self.padding - self.kernel) / self.stride + 1;
+        let o = |x: usize| {
+            (x + 2 * self.padding)
+                .checked_sub(self.kernel)
+                .map_or(0, |room| room / self.stride + 1)
+        };
         (o(self.h), o(self.w))
     }
 }
@@ -173,7 +178,13 @@ impl Arch {
                 for k in 0..self.convs_per_stage {
                     let last_in_stage = k + 1 == self.convs_per_stage;
                     let pool = last_in_stage && s + 1 < self.channels.len();
-                    push(Layer::from_str(&c.to_string()).expect("channels"), pool);
+                    let conv3x3 = Layer {
+                        channels: c,
+                        kernel: 3,
+                        stride: 1,
+                        padding: 1,
+                    };
+                    push(conv3x3, pool);
                 }
             }
         } else {
@@ -196,7 +207,8 @@ impl Arch {
         for (i, c) in self.convs().iter().enumerate() {
             if c.h + 2 * c.padding < c.kernel || c.w + 2 * c.padding < c.kernel {
                 return Err(format!(
-                    "conv {i} ({}x{} kernel) gets a {}x{} input: too small; use fewer strides                      or padding",
+                    "conv {i} ({}x{} kernel) gets a {}x{} input: too small; use fewer strides \
+                     or padding",
                     c.kernel, c.kernel, c.h, c.w
                 ));
             }
