@@ -5,6 +5,15 @@ use serde::Serialize;
 /// Label given when the best score is below the threshold: a person should look.
 pub const UNKNOWN: &str = "unknown";
 
+/// The label of a station model's "no product" output (an empty belt or tray): `tag` prints it
+/// like any label, `tag watch` treats it as no product in view and reports nothing.
+pub const NONE: &str = "none";
+
+/// True when a verdict names a product: neither below the threshold nor `none`.
+pub fn is_product(label: &str) -> bool {
+    label != UNKNOWN && label != NONE
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Score {
     pub label: String,
@@ -89,6 +98,13 @@ mod tests {
         assert_eq!(v.top.len(), 2);
         assert_eq!(v.top[1].label, "Watches");
         assert_eq!(verdict(&[1.0, 3.0, 2.0], &labels(), 10, 0.0).top.len(), 3);
+    }
+
+    #[test]
+    fn none_and_unknown_are_not_products() {
+        assert!(is_product("Shoes"));
+        assert!(!is_product(NONE));
+        assert!(!is_product(UNKNOWN));
     }
 
     #[test]

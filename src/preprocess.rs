@@ -222,6 +222,24 @@ impl Roi {
         (x, y, rw, rh)
     }
 
+    /// A warning when this ROI, on a `w` x `h` frame, is far from the network's 3:4 shape: the
+    /// crop is then fitted with white bars, which a belt never has. Says which width fixes it.
+    pub fn aspect_warning(&self, w: u32, h: u32) -> Option<String> {
+        let (_, _, rw, rh) = self.pixels(w, h);
+        let want = WIDTH as f32 / HEIGHT as f32;
+        let have = rw as f32 / rh as f32;
+        if (have / want - 1.0).abs() <= 0.1 {
+            return None;
+        }
+        let width = (rh as f32 * want / w as f32).min(1.0);
+        Some(format!(
+            "roi is {rw}x{rh} px on this {w}x{h} camera, not the model's 3:4 ({WIDTH}x{HEIGHT}): \
+             it is padded with white bars, which lowers accuracy; for a 3:4 region at this height \
+             set roi.width = {width:.3} (and roi.x = {:.3} to centre it)",
+            ((1.0 - width) / 2.0).max(0.0)
+        ))
+    }
+
     /// The part of a frame to classify; the full ROI returns the frame as it is.
     pub fn crop<'a>(&self, frame: &'a DynamicImage) -> std::borrow::Cow<'a, DynamicImage> {
         if *self == Roi::FULL {
@@ -295,6 +313,21 @@ pub fn file_to_input(path: &Path, norm: &Normalization) -> Result<Vec<f32>, Prep
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roi_shape_warning() {
+        // 0.5625 x 1.0 of 640x480 is 360x480: 3:4, no warning.
+        let r = Roi {
+            x: 0.21875,
+            y: 0.0,
+            width: 0.5625,
+            height: 1.0,
+        };
+        assert_eq!(r.aspect_warning(640, 480), None);
+        // The whole 640x480 frame is 4:3: warned, with the width that fits.
+        let w = Roi::FULL.aspect_warning(640, 480).expect("warned");
+        assert!(w.contains("roi.width = 0.562"), "{w}");
+    }
 
     #[test]
     fn odd_sizes_are_padded_not_stretched() {

@@ -398,3 +398,29 @@ fn every_shipped_int8_model_runs_in_tract_and_carries_labels() {
         }
     }
 }
+
+#[test]
+fn an_empty_belt_is_none_in_every_format() {
+    // A rendered empty belt (`training frames --level empty`, tests/fixtures/README.md) next to
+    // a product: the belt is `none`, the product still tagged, and neither is an error.
+    let belt = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/frames/empty-belt.jpg")
+        .display()
+        .to_string();
+    let shoes = example("shoes.jpg");
+    let human = tag(&[&belt, &shoes]);
+    assert_eq!(human.status.code(), Some(0), "{}", stderr(&human));
+    let lines: Vec<Vec<String>> = stdout(&human)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect();
+    assert_eq!(lines[0][1], "none", "{lines:?}");
+    assert_eq!(lines[1][1], "Shoes", "{lines:?}");
+    let json = jsonl(&tag(&["--format", "jsonl", &belt, &shoes]));
+    assert_eq!(json[0]["label"], "none");
+    assert_eq!(json[1]["label"], "Shoes");
+    let csv_out = stdout(&tag(&["--format", "csv", &belt]));
+    let mut rdr = csv::Reader::from_reader(csv_out.as_bytes());
+    let row = rdr.records().next().unwrap().unwrap();
+    assert_eq!(&row[1], "none");
+}

@@ -354,3 +354,129 @@ fn roi_config_is_applied() {
     let photo = tag(&["--format", "jsonl", &example("shoes.jpg")]);
     assert_eq!(labels(&with_roi), labels(&jsonl(&photo)));
 }
+
+/// The pass-by fixture: whole 640x480 station frames (`training frames --sequence`, see
+/// tests/fixtures/README.md), an empty belt between products, and its truth per frame.
+fn passby() -> (std::path::PathBuf, Vec<(String, String)>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/frames/passby");
+    let truth = std::fs::read_to_string(dir.join("labels.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut f = l.split(',');
+            (f.next().unwrap().to_string(), f.next().unwrap().to_string())
+        })
+        .collect();
+    (dir, truth)
+}
+
+/// A station config that replays `source` with the Raspberry Pi 4 file's ROI and verdict
+/// settings (its camera is 640x480, like the fixture frames).
+fn pi4_replay_config(dir: &Path, source: &Path) -> std::path::PathBuf {
+    let pi4 = tagger::config::StationConfig::load(Path::new("firmware-config/raspberry-pi-4.toml"))
+        .unwrap();
+    let cfg = dir.join("pi4-replay.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "target = \"pi4 replay\"\n[source]\nuri = \"{}\"\n[roi]\nx = {}\ny = {}\nwidth = {}\nheight = {}\n[verdict]\nthreshold = {}\ndebounce = {}\n[output]\nstats_json = true\n",
+            source.display(),
+            pi4.roi.x,
+            pi4.roi.y,
+            pi4.roi.width,
+            pi4.roi.height,
+            pi4.verdict.threshold,
+            pi4.verdict.debounce
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn passing_products_are_reported_once_and_the_empty_belt_never() {
+    let (frames, truth) = passby();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = pi4_replay_config(tmp.path(), &frames);
+    let o = tag(&["watch", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The products in the order they pass, each once.
+    let mut expected: Vec<String> = vec![];
+    for (_, label) in &truth {
+        if label != "none" && expected.last() != Some(label) {
+            expected.push(label.clone());
+        }
+    }
+    assert!(expected.len() >= 3, "{truth:?}");
+    let verdicts = jsonl(&o);
+    assert!(verdicts.iter().all(|v| v["event"] == "verdict"));
+    assert_eq!(labels(&verdicts), expected, "{}", stderr(&o));
+    // The warning about a non-3:4 region does not fire for the Pi 4 file's ROI.
+    assert!(
+        !stderr(&o).contains("not the model's 3:4"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(summary(&o)["processed"].as_u64(), Some(truth.len() as u64));
+}
+
+#[test]
+fn station_frames_through_watch_agree_with_batch_tagging_of_the_crops() {
+    let (frames, truth) = passby();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = pi4_replay_config(tmp.path(), &frames);
+    let o = tag(&[
+        "watch",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--all-frames",
+        "--threshold",
+        "0",
+        "--debounce",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let watched = jsonl(&o);
+    assert_eq!(watched.len(), truth.len());
+    // The same ROI cut by hand, saved losslessly, tagged as photos.
+    let pi4 = tagger::config::StationConfig::load(Path::new("firmware-config/raspberry-pi-4.toml"))
+        .unwrap();
+    let crops = tmp.path().join("crops");
+    std::fs::create_dir(&crops).unwrap();
+    for (file, _) in &truth {
+        let img = image::open(frames.join(file)).unwrap();
+        let (x, y, w, h) = pi4.roi.pixels(img.width(), img.height());
+        img.crop_imm(x, y, w, h)
+            .save(crops.join(file.replace(".jpg", ".png")))
+            .unwrap();
+    }
+    let batch = jsonl(&tag(&[
+        "--format",
+        "jsonl",
+        "--threshold",
+        "0",
+        crops.to_str().unwrap(),
+    ]));
+    assert_eq!(batch.len(), truth.len());
+    for (w, b) in watched.iter().zip(&batch) {
+        assert_eq!(w["label"], b["label"], "{w} vs {b}");
+        let (c1, c2) = (
+            w["confidence"].as_f64().unwrap(),
+            b["confidence"].as_f64().unwrap(),
+        );
+        assert!((c1 - c2).abs() < 1e-5, "{w} vs {b}");
+    }
+    // And the crops are what the frames say: `none` on the empty belt, the product otherwise,
+    // for nearly every frame (the model's station accuracy, not a tautology).
+    let right = batch
+        .iter()
+        .zip(&truth)
+        .filter(|(b, (_, t))| b["label"] == t.as_str())
+        .count();
+    assert!(
+        right * 10 >= truth.len() * 9,
+        "{right}/{} frames right",
+        truth.len()
+    );
+}

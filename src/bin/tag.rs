@@ -158,15 +158,19 @@ fn load_model(args: &ModelArgs) -> anyhow::Result<Model> {
 
 fn long_version() -> String {
     match model::read_info(model::DEFAULT_MODEL_BYTES) {
-        Ok(i) => format!(
-            "{} (built-in model: {} v{}, {} classes by {}, from {})",
-            env!("CARGO_PKG_VERSION"),
-            i.name,
-            i.version,
-            i.labels.len(),
-            i.label_column,
-            model::DEFAULT_MODEL_FILE
-        ),
+        Ok(i) => {
+            let none = i.labels.iter().any(|l| l == tagger::classify::NONE);
+            format!(
+                "{} (built-in model: {} v{}, {} classes by {}{}, from {})",
+                env!("CARGO_PKG_VERSION"),
+                i.name,
+                i.version,
+                i.labels.len() - none as usize,
+                i.label_column,
+                if none { " + none (no product)" } else { "" },
+                model::DEFAULT_MODEL_FILE
+            )
+        }
         Err(e) => format!(
             "{} (built-in model unreadable: {e})",
             env!("CARGO_PKG_VERSION")

@@ -12,7 +12,7 @@ pub mod source;
 pub mod stats;
 pub mod v4l2;
 
-use crate::classify::{self, UNKNOWN};
+use crate::classify;
 use crate::config::{StationConfig, WatchFormat};
 use crate::model::Model;
 use crate::overlay::{self, Annotation};
@@ -144,6 +144,7 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
     let mut stats = Stats::default();
     let mut fb_failed = false;
     let mut input = vec![0f32; preprocess::IMAGE_LEN];
+    let mut shape_checked = false;
     loop {
         if opts.stop.load(Ordering::Relaxed) {
             break;
@@ -177,13 +178,21 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
                 continue;
             }
         };
+        if !shape_checked {
+            shape_checked = true;
+            if let Some(w) = roi.aspect_warning(image.width(), image.height()) {
+                eprintln!("tag watch: warning: {w}");
+            }
+        }
         let chw = preprocess::to_chw_u8(&preprocess::fit(&roi.crop(&image)));
         preprocess::normalize_into(&chw, &model.info.normalization, &mut input);
         let logits = model.logits(&input, 1)?;
         let v = classify::verdict(&logits, labels, 1, threshold);
         let latency_ms = frame.captured.elapsed().as_secs_f64() * 1e3;
         stats.record(latency_ms);
-        let confident = v.label != UNKNOWN;
+        // `none` (an empty belt) counts as no product: nothing is reported, and the product
+        // that arrives next is a new one.
+        let confident = classify::is_product(&v.label);
         let report = debouncer.push(confident.then_some(v.label.as_str()));
 
         let mut annotated = None;

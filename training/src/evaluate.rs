@@ -63,7 +63,8 @@ pub fn predictions(
 /// Scores the run's best checkpoint on all three splits; writes metrics.json and the plots.
 pub fn evaluate(paths: &RunPaths, split: &Split, cache: &ImageCache) -> Result<SplitMetrics> {
     let (cfg, state) = read_run(paths)?;
-    if cfg.labels != split.labels {
+    // A station model has one more output, `none`, after the split's classes.
+    if !cfg.labels.starts_with(&split.labels) {
         bail!(
             "run {} was trained on other labels than this split",
             paths.dir.display()
@@ -200,6 +201,12 @@ pub struct TrainingSummary {
     pub weight_decay: f64,
     pub seed: u64,
     pub augment: Option<crate::augment::Augment>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub station: Option<crate::train::StationTraining>,
+    #[serde(default)]
+    pub label_smoothing: f64,
+    #[serde(default)]
+    pub warmup_epochs: usize,
     pub train_seconds: f64,
     /// Median over epochs of training images per second on the machine that trained it.
     pub images_per_s: f64,
@@ -261,6 +268,9 @@ pub fn model_card(
             weight_decay: cfg.weight_decay,
             seed: cfg.seed,
             augment: cfg.augment.clone(),
+            station: cfg.station.clone(),
+            label_smoothing: cfg.label_smoothing,
+            warmup_epochs: cfg.warmup_epochs,
             train_seconds: state.train_seconds,
             images_per_s: ips.get(ips.len() / 2).copied().unwrap_or(0.0),
             skipped_corrupt_images: state.skipped_corrupt,

@@ -5,17 +5,23 @@
 //! training and `tag` cannot drift apart.
 
 pub mod augment;
+pub mod backdrop;
 pub mod cache;
 pub mod compare;
+pub mod cutout;
 pub mod dataset;
 pub mod evaluate;
 pub mod export;
+pub mod frames;
 pub mod metrics;
 pub mod model;
+pub mod negatives;
 pub mod onnx;
 pub mod plots;
 pub mod quantize;
 pub mod report;
 pub mod split;
+pub mod station;
+pub mod station_eval;
 pub mod train;
 pub mod util;

@@ -7,6 +7,7 @@ use tagger::preprocess::Normalization;
 use training::augment::Augment;
 use training::cache::ImageCache;
 use training::model::{Arch, Layer};
+use training::negatives::Negatives;
 use training::quantize::{Calibration, Int8Form};
 use training::split::{Split, SplitOptions};
 use training::train::{RunPaths, TrainConfig};
@@ -74,6 +75,23 @@ enum Cmd {
         /// Train with on-the-fly augmentation (default settings, see augment.rs).
         #[arg(long)]
         augment: bool,
+        /// Train for stations: products composited onto belts and trays every epoch (mirrored,
+        /// moved, turned, relit, blurred, noisy, JPEG), a `none` output trained on empty
+        /// surfaces, and --negatives trained to stay unsure (station.rs, train.rs).
+        #[arg(long, conflicts_with = "augment")]
+        station: bool,
+        /// Other kinds to train as negatives (written by `training negatives`); station runs.
+        #[arg(long, requires = "station")]
+        negatives: Option<PathBuf>,
+        /// Vary how products are cut out (standard, loose with halos, tight) in station runs.
+        #[arg(long, requires = "station")]
+        cut_jitter: bool,
+        /// Label smoothing (share of each target spread over all outputs).
+        #[arg(long, default_value_t = 0.0)]
+        label_smoothing: f64,
+        /// Linear learning-rate warm-up, in epochs.
+        #[arg(long, default_value_t = 0)]
+        warmup_epochs: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         #[arg(long)]
@@ -112,6 +130,75 @@ enum Cmd {
         /// Version stored in the model's metadata.
         #[arg(long, default_value = "1")]
         version: String,
+        #[arg(long, default_value = "runs/cache")]
+        cache_dir: PathBuf,
+    },
+    /// Split the products of other kinds (every class the split leaves out) train/val/test, for
+    /// station training (negatives) and for measuring how often they stay unreported.
+    Negatives {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "models/split.json")]
+        split: PathBuf,
+        #[arg(long, default_value_t = 2024)]
+        seed: u64,
+        #[arg(long, default_value = "models/negatives.json")]
+        out: PathBuf,
+    },
+    /// Render station frames from a split part as image files (deterministic per image): the
+    /// benchmark's levels at the network's size, whole camera frames with the product in a ROI,
+    /// a pass-by sequence for `tag watch`, or a picture of samples.
+    Frames {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "models/split.json")]
+        split: PathBuf,
+        /// Split part: val (for choices) or test (for reported figures). Never train.
+        #[arg(long, value_parser = ["val", "test"], default_value = "val")]
+        part: String,
+        #[arg(long, value_enum, default_value_t = training::station::Level::Mild)]
+        level: training::station::Level,
+        /// Folder to write `<id>.jpg` (or `.png`) files and `labels.csv` into.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Frames to write at most (empty: how many empty frames).
+        #[arg(long, default_value_t = 200)]
+        limit: usize,
+        /// Whole WxH camera frames with the product inside this ROI (x,y,width,height
+        /// fractions), e.g. `--whole 640x480 --roi 0.3,0.1,0.4,0.8`.
+        #[arg(long)]
+        whole: Option<String>,
+        #[arg(long, default_value = "0.265625,0.0833,0.46875,0.8333")]
+        roi: String,
+        /// A pass-by sequence instead: each product for N frames, the empty belt between them
+        /// (whole frames, one belt).
+        #[arg(long)]
+        sequence: Option<usize>,
+        /// Empty-belt frames before, between and after the products of a sequence.
+        #[arg(long, default_value_t = 4)]
+        gap: usize,
+        /// Write a PNG of sample frames (one row per class: catalogue, mirrored, mild, hard,
+        /// tray, empty) instead.
+        #[arg(long)]
+        grid: Option<PathBuf>,
+        #[arg(long, default_value = "runs/cache")]
+        cache_dir: PathBuf,
+    },
+    /// Score an exported model (and its int8 sibling) on station frames of val and test into
+    /// its model card: catalogue, mirrored, mild, hard, tray, empty frames, other kinds.
+    Station {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "models/split.json")]
+        split: PathBuf,
+        #[arg(long, default_value = "models/negatives.json")]
+        negatives: PathBuf,
+        /// Float ONNX model; `<model>.int8.onnx` is scored too when present.
+        #[arg(long)]
+        model: PathBuf,
+        /// Empty frames per part.
+        #[arg(long, default_value_t = 1000)]
+        empties: usize,
         #[arg(long, default_value = "runs/cache")]
         cache_dir: PathBuf,
     },
@@ -183,13 +270,26 @@ fn main() {
 }
 
 fn open_cache(data: &Path, cache_dir: &Path, split: &Split) -> Result<ImageCache> {
-    let ids: Vec<u64> = split
+    open_cache_with(data, cache_dir, split, None)
+}
+
+/// The cache of the split's images, plus the other kinds when given.
+fn open_cache_with(
+    data: &Path,
+    cache_dir: &Path,
+    split: &Split,
+    negatives: Option<&Negatives>,
+) -> Result<ImageCache> {
+    let mut ids: Vec<u64> = split
         .train
         .iter()
         .chain(&split.val)
         .chain(&split.test)
         .map(|e| e.0)
         .collect();
+    if let Some(n) = negatives {
+        ids.extend(n.train.iter().chain(&n.val).chain(&n.test).map(|e| e.0));
+    }
     let cache = ImageCache::open(data, cache_dir, &ids)?;
     eprintln!(
         "image cache {}: {} images{}, {} corrupt (skipped)",
@@ -257,6 +357,11 @@ fn run(cli: Cli) -> Result<()> {
             layers,
             dropout,
             augment,
+            station,
+            negatives,
+            cut_jitter,
+            label_smoothing,
+            warmup_epochs,
             seed,
             resume,
             stop_after,
@@ -264,6 +369,13 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let split_file = split;
             let split = Split::load(&split_file)?;
+            let negatives = negatives
+                .map(|p| Negatives::load(&p, &split_file).map(|n| (p, n)))
+                .transpose()?;
+            let mut labels = split.labels.clone();
+            if station {
+                labels.push(tagger::classify::NONE.to_string());
+            }
             let cfg = TrainConfig {
                 name: name.clone(),
                 arch: if layers.is_empty() {
@@ -272,10 +384,10 @@ fn run(cli: Cli) -> Result<()> {
                         convs_per_stage,
                         layers,
                         dropout,
-                        classes: split.labels.len(),
+                        classes: labels.len(),
                     }
                 } else {
-                    Arch::from_layers(layers, dropout, split.labels.len())
+                    Arch::from_layers(layers, dropout, labels.len())
                 },
                 epochs,
                 batch_size,
@@ -285,13 +397,30 @@ fn run(cli: Cli) -> Result<()> {
                 augment: augment.then(Augment::default),
                 normalization: Normalization::default(),
                 label_column: split.label_column.clone(),
-                labels: split.labels.clone(),
+                labels,
+                station: station.then(|| training::train::StationTraining {
+                    cut_jitter,
+                    ..training::train::StationTraining::new(
+                        negatives.as_ref().map(|(p, _)| p.display().to_string()),
+                    )
+                }),
+                label_smoothing,
+                warmup_epochs,
             };
             cfg.arch
                 .validate()
                 .map_err(|e| anyhow::anyhow!("--channels/--layers: {e}"))?;
             // Only after the cheap checks: opening the cache may decode every image.
-            let cache = open_cache(&data, &cache_dir, &split)?;
+            let cache = open_cache_with(
+                &data,
+                &cache_dir,
+                &split,
+                negatives.as_ref().map(|(_, n)| n),
+            )?;
+            let negative_ids = negatives
+                .as_ref()
+                .map(|(_, n)| n.ids("train"))
+                .unwrap_or_default();
             let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&name));
             eprintln!(
                 "training {name}: {} params (folded), {:.1} MFLOP/image, receptive field {} px",
@@ -305,6 +434,7 @@ fn run(cli: Cli) -> Result<()> {
                 &cache,
                 &split.train,
                 &split.val,
+                &negative_ids,
                 resume,
                 stop_after,
             )
@@ -378,6 +508,8 @@ fn run(cli: Cli) -> Result<()> {
                 reproduce,
             )?;
             let card_path = out.with_extension("json");
+            let mut card = serde_json::to_value(&card)?;
+            keep_sections(&card_path, &mut card);
             training::util::write_json(&card_path, &card)?;
             let img = PathBuf::from("docs/img");
             std::fs::create_dir_all(&img)?;
@@ -426,6 +558,91 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("wrote {} (left column: originals)", out.display());
             Ok(())
         }
+        Cmd::Negatives {
+            data,
+            split: split_file,
+            seed,
+            out,
+        } => {
+            let split = Split::load(&split_file)?;
+            let n = Negatives::create(&data, &split, &split_file, seed)?;
+            n.save(&out)?;
+            eprintln!(
+                "negatives {}: {} kinds, train {} / val {} / test {}; {} left out (same bytes as a \
+                 split image)",
+                out.display(),
+                n.kinds.len(),
+                n.train.len(),
+                n.val.len(),
+                n.test.len(),
+                n.shared_with_split
+            );
+            Ok(())
+        }
+        Cmd::Frames {
+            data,
+            split,
+            part,
+            level,
+            out,
+            limit,
+            whole,
+            roi,
+            sequence,
+            gap,
+            grid,
+            cache_dir,
+        } => {
+            let split = Split::load(&split)?;
+            let cache = open_cache(&data, &cache_dir, &split)?;
+            let entries = if part == "test" {
+                &split.test
+            } else {
+                &split.val
+            };
+            let opts = training::frames::FrameOptions {
+                part: &part,
+                level,
+                limit,
+                whole: whole
+                    .as_deref()
+                    .map(training::frames::parse_size)
+                    .transpose()?,
+                roi: training::frames::parse_roi(&roi)?,
+                sequence,
+                gap,
+            };
+            if let Some(grid) = grid {
+                let png = training::frames::sample_grid(&cache, &split, entries, &part)?;
+                training::util::write_atomic(&grid, &png)?;
+                eprintln!("wrote {}", grid.display());
+                return Ok(());
+            }
+            let Some(out) = out else {
+                anyhow::bail!("pass --out DIR to write frames (or --grid FILE for a picture)");
+            };
+            let written = training::frames::write(&cache, &split, entries, &opts, &out)?;
+            eprintln!(
+                "wrote {written} frames and labels.csv to {} ({} {} frames of {})",
+                out.display(),
+                part,
+                level.name(),
+                if opts.sequence.is_some() {
+                    "a pass-by sequence"
+                } else {
+                    "the split"
+                }
+            );
+            Ok(())
+        }
+        Cmd::Station {
+            data,
+            split: split_file,
+            negatives,
+            model,
+            empties,
+            cache_dir,
+        } => station_cmd(&data, &split_file, &negatives, &model, empties, &cache_dir),
         Cmd::Report {
             runs,
             models,
@@ -465,6 +682,85 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// `training station`: scores the float model and its int8 sibling on val and test station
+/// frames and writes the figures into the model card's `station` section.
+fn station_cmd(
+    data: &Path,
+    split_file: &Path,
+    negatives: &Path,
+    model: &Path,
+    empties: usize,
+    cache_dir: &Path,
+) -> Result<()> {
+    use tagger::backend::BackendKind;
+    use training::station_eval::score;
+    let split = Split::load(split_file)?;
+    let neg = Negatives::load(negatives, split_file)?;
+    let cache = open_cache_with(data, cache_dir, &split, Some(&neg))?;
+    let int8_path = model.with_extension("int8.onnx");
+    let mut section = serde_json::Map::new();
+    for (key, path) in [("float", model.to_path_buf()), ("int8", int8_path)] {
+        if !path.is_file() {
+            continue;
+        }
+        let m = tagger::model::Model::from_path(&path, BackendKind::Tract, 1)?;
+        if !m.info.labels.starts_with(&split.labels) {
+            anyhow::bail!(
+                "{} was trained on other labels than {}",
+                path.display(),
+                split_file.display()
+            );
+        }
+        for part in ["val", "test"] {
+            let entries = if part == "test" {
+                &split.test
+            } else {
+                &split.val
+            };
+            let started = std::time::Instant::now();
+            let s = score(&m, part, entries, &neg.ids(part), empties, &cache)?;
+            eprintln!(
+                "{} {part}: catalogue {:.4} mirrored {:.4} mild {:.4} hard {:.4} tray {:.4} | \
+                 empty as product {:.4} | other kinds unreported {} | right above {:.2}: {:.4} \
+                 ({:.0}s)",
+                path.display(),
+                s.catalogue,
+                s.mirrored,
+                s.mild,
+                s.hard,
+                s.tray,
+                s.empty_as_product,
+                s.others_not_reported
+                    .map_or("-".into(), |v| format!("{v:.4}")),
+                s.threshold,
+                s.catalogue_right_above_threshold,
+                started.elapsed().as_secs_f64()
+            );
+            section.insert(format!("{key}_{part}"), serde_json::to_value(&s)?);
+        }
+    }
+    section.insert(
+        "reproduce".into(),
+        format!(
+            "cargo run --release -p training -- station --data ../shared/data/fashion-product-images-small --split {} --negatives {} --model {} --empties {empties}",
+            split_file.display(),
+            negatives.display(),
+            model.display()
+        )
+        .into(),
+    );
+    let card_path = model.with_extension("json");
+    if card_path.is_file() {
+        let mut card: serde_json::Value = serde_json::from_slice(&std::fs::read(&card_path)?)?;
+        card["station"] = serde_json::Value::Object(section);
+        training::util::write_json(&card_path, &card)?;
+        eprintln!("station figures written to {}", card_path.display());
+    } else {
+        eprintln!("{} has no model card: figures not saved", model.display());
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn quantize_cmd(
     data: &Path,
@@ -497,7 +793,7 @@ fn quantize_cmd(
         anyhow::bail!("the calibration set is empty: pass --calibration-images N with N > 0");
     }
     let split = Split::load(split_file)?;
-    if split.labels != info.labels {
+    if !info.labels.starts_with(&split.labels) {
         anyhow::bail!(
             "{} was trained on other labels than {}",
             model.display(),
@@ -507,10 +803,52 @@ fn quantize_cmd(
     let cache = open_cache(data, cache_dir, &split)?;
     let mut pool = split.train.clone();
     pool.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
-    let calib: Vec<&[u8]> = pool
+    let catalogue: Vec<&[u8]> = pool
         .iter()
         .filter_map(|e| cache.get(e.0))
         .take(calibration_images)
+        .collect();
+    // A station model (with a `none` output) sees belts and trays: half of its calibration
+    // images are training photos composited by the training scene (and a few empty belts), so
+    // the activation ranges cover dark and coloured surfaces, not only catalogue white.
+    let station = info.labels.iter().any(|l| l == tagger::classify::NONE);
+    let rendered: Vec<Vec<u8>> = if station {
+        use training::station::{self as st, mix, Product, Scene};
+        let scene = Scene::training();
+        catalogue
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 1)
+            .map(|(i, img)| {
+                let seed = mix(seed ^ i as u64);
+                let mask = training::cutout::product_mask(img);
+                let product = (i % 10 != 1).then_some(Product {
+                    chw: img,
+                    mask: &mask,
+                });
+                st::render(
+                    product,
+                    &scene,
+                    mix(seed ^ 1),
+                    seed,
+                    (
+                        tagger::preprocess::WIDTH as usize,
+                        tagger::preprocess::HEIGHT as usize,
+                    ),
+                    st::full_rect(),
+                )
+                .to_chw()
+            })
+            .collect()
+    } else {
+        vec![]
+    };
+    let calib: Vec<&[u8]> = catalogue
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !station || i % 2 == 0)
+        .map(|(_, c)| *c)
+        .chain(rendered.iter().map(Vec::as_slice))
         .collect();
     let mut input = vec![0f32; calib.len() * tagger::preprocess::IMAGE_LEN];
     for (img, o) in calib
@@ -526,7 +864,11 @@ fn quantize_cmd(
         method,
         &ranges,
         calib.len(),
-        format!("training split, seed {seed}"),
+        if station {
+            format!("training split, seed {seed}: half catalogue, half station frames (training scene, 1 in 10 empty)")
+        } else {
+            format!("training split, seed {seed}")
+        },
     );
     let q = training::quantize::int8_bytes(&net, &info, &ranges, &settings)?;
     // tract must load and run it before it is written.
@@ -573,6 +915,24 @@ fn quantize_cmd(
     Ok(())
 }
 
+/// Sections other commands wrote into an existing card (`int8`, `int8_qdq`, `station`) survive
+/// a re-export; they describe files that export does not touch.
+fn keep_sections(card_path: &Path, card: &mut serde_json::Value) {
+    let Ok(bytes) = std::fs::read(card_path) else {
+        return;
+    };
+    let Ok(serde_json::Value::Object(old)) = serde_json::from_slice(&bytes) else {
+        return;
+    };
+    if let serde_json::Value::Object(new) = card {
+        for (k, v) in old {
+            if ["int8", "int8_qdq", "station"].contains(&k.as_str()) {
+                new.entry(k).or_insert(v);
+            }
+        }
+    }
+}
+
 fn reproduce_commands(cfg: &TrainConfig, split: &Path, run: &Path, out: &Path) -> Vec<String> {
     let t = "cargo run --release -p training --";
     let data = "--data ../shared/data/fashion-product-images-small";
@@ -602,9 +962,28 @@ fn reproduce_commands(cfg: &TrainConfig, split: &Path, run: &Path, out: &Path) -
             cfg.arch.dropout,
             cfg.seed,
             if cfg.augment.is_some() {
-                " --augment"
+                " --augment".to_string()
+            } else if let Some(st) = &cfg.station {
+                format!(
+                    " --station{}{}{}{}",
+                    st.negatives
+                        .as_ref()
+                        .map(|n| format!(" --negatives {n}"))
+                        .unwrap_or_default(),
+                    if st.cut_jitter { " --cut-jitter" } else { "" },
+                    if cfg.label_smoothing > 0.0 {
+                        format!(" --label-smoothing {}", cfg.label_smoothing)
+                    } else {
+                        String::new()
+                    },
+                    if cfg.warmup_epochs > 0 {
+                        format!(" --warmup-epochs {}", cfg.warmup_epochs)
+                    } else {
+                        String::new()
+                    }
+                )
             } else {
-                ""
+                String::new()
             }
         ),
         format!(

@@ -60,7 +60,10 @@ impl Metrics {
                 }
             })
             .collect();
-        let macro_f1 = per_class.iter().map(|c| c.f1).sum::<f64>() / k.max(1) as f64;
+        // Over the classes that occur: a `none` output (empty belt) has no catalogue photos, and
+        // its zero F1 would lower the score of a model for a class no split contains.
+        let present: Vec<&ClassMetrics> = per_class.iter().filter(|c| c.support > 0).collect();
+        let macro_f1 = present.iter().map(|c| c.f1).sum::<f64>() / present.len().max(1) as f64;
         Self {
             n: truth.len(),
             accuracy: correct as f64 / truth.len().max(1) as f64,

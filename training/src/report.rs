@@ -5,6 +5,7 @@
 
 use crate::compare::Comparison;
 use crate::evaluate::ModelCard;
+use crate::station_eval::StationScores;
 use crate::train::{EpochLog, TrainConfig};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -13,13 +14,25 @@ use std::path::{Path, PathBuf};
 
 /// The report's models, in table order. `fast` is the tuned recipe on a strided architecture
 /// that tract runs faster (issue: tract's gap to onnxruntime, docs/BENCHMARKS.md).
-pub const MODELS: [&str; 4] = ["baseline", "tuned", "augmented", "fast"];
+/// `robust` is trained for station frames (issue 12: compositing, `none`, negatives).
+pub const MODELS: [&str; 5] = ["baseline", "tuned", "augmented", "fast", "robust"];
 
 #[derive(Deserialize)]
 pub struct Card {
     #[serde(flatten)]
     pub card: ModelCard,
     pub int8: Option<Int8Section>,
+    /// Station-frame figures (`training station`).
+    pub station: Option<StationSection>,
+}
+
+#[derive(Deserialize)]
+pub struct StationSection {
+    pub float_val: Option<StationScores>,
+    pub float_test: Option<StationScores>,
+    pub int8_val: Option<StationScores>,
+    pub int8_test: Option<StationScores>,
+    pub reproduce: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -263,7 +276,13 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
             k.training.epochs,
             k.training.lr,
             k.training.seed,
-            if k.training.augment.is_some() { "yes" } else { "no" },
+            if k.training.augment.is_some() {
+                "yes"
+            } else if k.training.station.is_some() {
+                "station"
+            } else {
+                "no"
+            },
             k.training.train_seconds / 60.0,
             k.training.images_per_s,
         )?;
@@ -274,6 +293,8 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
          augmentation or dropout, so `train - val` is the generalisation gap. Training time is wall-clock on the \
          2-core build machine, which other jobs shared part of the time (indicative only).\n"
     )?;
+
+    station_table(&mut md, inp, img)?;
 
     writeln!(md, "## Per-class recall (test)\n")?;
     write!(md, "| class | test images |")?;
@@ -587,6 +608,84 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
            from a larger network would keep the on-device cost unchanged."
     )?;
     Ok(md)
+}
+
+/// The station-frame columns: what a camera at a station sees, float and int8, val and test.
+fn station_table(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
+    writeln!(md, "## Station frames\n")?;
+    writeln!(
+        md,
+        "The catalogue figure alone does not say whether a model works at a station. Each model \
+         is also scored, through `tag`'s own preprocessing and tract, on frames rendered from \
+         the same photos (`training station`; station.rs): the product cut out of its white \
+         background and put on a belt (`mild`: grey, dark or coloured belt, 80-100% size, up to \
+         8% off-centre, +-5 deg, either orientation, mild light change, JPEG 80-90), the same \
+         with smaller products, +-15 deg, blur, noise and JPEG 55-80 on any surface (`hard`), \
+         on a light tray (`tray`), the catalogue photo mirrored, and empty belts and trays \
+         (`empty`: the share reported as a product at the station threshold 0.6, lower is \
+         better). `other kinds` is the share of photos of the classes the models do not know \
+         (socks, ties, scarves, make-up, ...; models/negatives.json) that stay unreported \
+         (below 0.6 or `none`), next to the share of the 13 classes' catalogue photos still \
+         tagged right at or above 0.6. Frames are deterministic per image (seeded); val frames \
+         are used for choices, test frames only reported.\n"
+    )?;
+    let rows: Vec<(&str, &str, &StationScores, Option<&StationScores>)> = inp
+        .cards
+        .iter()
+        .filter_map(|c| c.station.as_ref().map(|s| (c, s)))
+        .flat_map(|(c, s)| {
+            [
+                ("float", s.float_test.as_ref(), s.float_val.as_ref()),
+                ("int8", s.int8_test.as_ref(), s.int8_val.as_ref()),
+            ]
+            .into_iter()
+            .filter_map(move |(form, t, v)| t.map(|t| (c.card.name.as_str(), form, t, v)))
+        })
+        .collect();
+    if rows.is_empty() {
+        writeln!(md, "No station figures in the model cards yet.\n")?;
+        return Ok(());
+    }
+    writeln!(
+        md,
+        "| model | form | catalogue test | mirrored | station-mild | station-hard | tray | empty reported as product | other kinds unreported | catalogue right above 0.6 | val: mild / hard / empty |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|")?;
+    for (name, form, t, v) in rows {
+        writeln!(
+            md,
+            "| {name} | {form} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            pct(t.catalogue),
+            pct(t.mirrored),
+            pct(t.mild),
+            pct(t.hard),
+            pct(t.tray),
+            pct(t.empty_as_product),
+            t.others_not_reported.map_or("-".into(), pct),
+            pct(t.catalogue_right_above_threshold),
+            v.map_or("-".into(), |v| format!(
+                "{} / {} / {}",
+                pct(v.mild),
+                pct(v.hard),
+                pct(v.empty_as_product)
+            )),
+        )?;
+    }
+    if let Some(t) = inp
+        .cards
+        .iter()
+        .find_map(|c| c.station.as_ref().and_then(|s| s.float_test.as_ref()))
+    {
+        writeln!(
+            md,
+            "\n{} test images per column, {} empty frames, {} photos of other kinds. Sample \
+             frames (test split; columns: catalogue, mirrored, mild, hard, tray, empty), made by \
+             `cargo run --release -p training -- frames --data DIR --part test --grid \
+             docs/img/station-frames.png`:\n\n![station frames]({img}/station-frames.png)\n",
+            t.images, t.empty_frames, t.other_kinds
+        )?;
+    }
+    Ok(())
 }
 
 /// Writes the report and its plots.

@@ -157,7 +157,7 @@ impl Split {
     }
 }
 
-fn hash_images(data: &Path, pool: &[Entry]) -> Result<Vec<String>> {
+pub(crate) fn hash_images(data: &Path, pool: &[Entry]) -> Result<Vec<String>> {
     let bar = crate::util::progress(pool.len() as u64, "hashing images");
     let hashes = pool
         .par_iter()
@@ -175,7 +175,7 @@ fn hash_images(data: &Path, pool: &[Entry]) -> Result<Vec<String>> {
 
 /// Assigns whole duplicate groups, class by class, to test, then val, then train.
 /// Returns (train, val, test, number of groups with more than one image).
-fn assign(
+pub(crate) fn assign(
     pool: &[Entry],
     hashes: &[String],
     classes: usize,

@@ -8,22 +8,64 @@
 
 use crate::augment::Augment;
 use crate::cache::ImageCache;
+use crate::cutout::{product_mask_with, CutStyle};
 use crate::model::{Arch, Cnn};
 use crate::split::Entry;
+use crate::station::{self, mix, Level, Product, Scene};
 use crate::util::{progress, write_atomic, write_json};
 use anyhow::{bail, Context, Result};
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::{Bytes, TensorData};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tagger::preprocess::{normalize_into, Normalization, HEIGHT, IMAGE_LEN, WIDTH};
+
+/// Training for stations (issue 12): products composited onto belts and trays every epoch, a
+/// `none` output trained on empty surfaces, and products of other kinds trained towards a flat
+/// output so they stay below the station threshold (outlier exposure).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StationTraining {
+    /// The compositing scene (station.rs `Scene::training`).
+    pub scene: Scene,
+    /// Share of product samples kept in the catalogue look (white background, small shifts).
+    pub catalogue_share: f32,
+    /// Empty frames per epoch, as a share of the training products (target `none`).
+    pub empty_share: f32,
+    /// Other-kind photos of `models/negatives.json`'s train part: their target is uniform over
+    /// the product classes. `None`: not used.
+    pub negatives: Option<String>,
+    /// Vary the cut-out (cutout::CutStyle: 70% standard, 15% loose, 15% tight) so the model does
+    /// not learn one cutting method's edges.
+    #[serde(default)]
+    pub cut_jitter: bool,
+}
+
+impl StationTraining {
+    pub fn new(negatives: Option<String>) -> Self {
+        Self {
+            scene: Scene::training(),
+            catalogue_share: 0.25,
+            empty_share: 0.06,
+            negatives,
+            cut_jitter: false,
+        }
+    }
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+fn is_zero_usize(v: &usize) -> bool {
+    *v == 0
+}
 
 /// Everything that defines a run; saved as `config.json` in the run directory.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -38,7 +80,16 @@ pub struct TrainConfig {
     pub augment: Option<Augment>,
     pub normalization: Normalization,
     pub label_column: String,
+    /// The model's outputs: the split's classes, then `none` for station runs.
     pub labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub station: Option<StationTraining>,
+    /// Label smoothing: this much of each product target is spread over all outputs.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub label_smoothing: f64,
+    /// Linear learning-rate warm-up over this many epochs (then the cosine decay).
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub warmup_epochs: usize,
 }
 
 /// One line of the training log.
@@ -52,6 +103,25 @@ pub struct EpochLog {
     pub val_acc: f64,
     pub seconds: f64,
     pub images_per_s: f64,
+    /// Station runs: validation accuracy on station frames (`mild`, `hard`) and the share of
+    /// empty validation frames reported as a product.
+    #[serde(default)]
+    pub val_mild: Option<f64>,
+    #[serde(default)]
+    pub val_hard: Option<f64>,
+    #[serde(default)]
+    pub val_empty_product: Option<f64>,
+}
+
+impl EpochLog {
+    /// What the best checkpoint is chosen by: validation accuracy, or for station runs the mean
+    /// of catalogue, `mild` and `hard` validation accuracy less the empty-frame error.
+    pub fn selection_score(&self) -> f64 {
+        match (self.val_mild, self.val_hard, self.val_empty_product) {
+            (Some(m), Some(h), Some(e)) => (self.val_acc + m + h) / 3.0 - e,
+            _ => self.val_acc,
+        }
+    }
 }
 
 /// Saved after every epoch; what `--resume` reads.
@@ -63,6 +133,9 @@ pub struct RunState {
     pub history: Vec<EpochLog>,
     pub train_seconds: f64,
     pub skipped_corrupt: usize,
+    /// The best epoch's [`EpochLog::selection_score`] (equal to `best_val_acc` for plain runs).
+    #[serde(default)]
+    pub best_score: f64,
 }
 
 pub struct RunPaths {
@@ -103,32 +176,246 @@ pub fn cosine_lr(lr: f64, step: usize, total: usize) -> f64 {
     floor + 0.5 * (lr - floor) * (1.0 + (std::f64::consts::PI * t).cos())
 }
 
-/// A batch of normalised images and their targets, ready for burn.
+/// Learning rate at `step` with a linear warm-up over the first `warmup` steps.
+pub fn scheduled_lr(lr: f64, step: usize, total: usize, warmup: usize) -> f64 {
+    let ramp = if warmup > 0 {
+        ((step + 1) as f64 / warmup as f64).min(1.0)
+    } else {
+        1.0
+    };
+    cosine_lr(lr, step, total) * ramp
+}
+
+/// One training sample.
+#[derive(Debug, Clone, Copy)]
+pub enum Sample {
+    /// A product photo of the split and its class.
+    Product(u64, usize),
+    /// A photo of another kind (negatives.json).
+    Other(u64),
+    /// An empty surface, numbered.
+    Empty(u64),
+}
+
+/// A batch as plain data, built off the training thread.
+pub struct Batch {
+    pub input: Vec<f32>,
+    /// Soft targets, `n x outputs`.
+    pub targets: Vec<f32>,
+    /// The hard class per sample, -1 for other kinds (not counted in training accuracy).
+    pub hard: Vec<i64>,
+    pub n: usize,
+}
+
+/// The network input of one training sample, or None for a corrupt image.
+fn sample_input(cfg: &TrainConfig, cache: &ImageCache, s: Sample, epoch: usize) -> Option<Vec<u8>> {
+    let seed = mix(cfg.seed
+        ^ ((epoch as u64) << 32)
+        ^ mix(match s {
+            Sample::Product(id, _) | Sample::Other(id) => id,
+            Sample::Empty(k) => !k,
+        }));
+    let render = |product: Option<Product>, scene: &Scene| {
+        station::render(
+            product,
+            scene,
+            mix(seed ^ 1),
+            seed,
+            (WIDTH as usize, HEIGHT as usize),
+            station::full_rect(),
+        )
+        .to_chw()
+    };
+    match (s, &cfg.station, &cfg.augment) {
+        (Sample::Empty(_), Some(st), _) => Some(render(None, &st.scene)),
+        (Sample::Product(id, _) | Sample::Other(id), Some(st), _) => {
+            let img = cache.get(id)?;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(mix(seed ^ 2));
+            let style = match (st.cut_jitter, rng.random_range(0..20)) {
+                (false, _) | (true, 0..14) => CutStyle::Standard,
+                (true, 14..17) => CutStyle::Loose,
+                (true, _) => CutStyle::Tight,
+            };
+            let mask = product_mask_with(img, style);
+            let scene = if rng.random_bool(st.catalogue_share as f64) {
+                Scene::catalogue()
+            } else {
+                st.scene.clone()
+            };
+            Some(render(
+                Some(Product {
+                    chw: img,
+                    mask: &mask,
+                }),
+                &scene,
+            ))
+        }
+        (Sample::Product(id, _) | Sample::Other(id), None, Some(aug)) => {
+            let img = cache.get(id)?;
+            let mut out = vec![0u8; IMAGE_LEN];
+            aug.apply(
+                img,
+                &mut out,
+                (cfg.seed ^ ((epoch as u64) << 32)) ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            Some(out)
+        }
+        (Sample::Product(id, _) | Sample::Other(id), None, None) => {
+            cache.get(id).map(<[u8]>::to_vec)
+        }
+        (Sample::Empty(_), None, _) => None,
+    }
+}
+
+/// Builds one batch on rayon's workers: augmentation and compositing never run on the thread
+/// that trains.
+pub fn make_batch(
+    cfg: &TrainConfig,
+    cache: &ImageCache,
+    samples: &[Sample],
+    epoch: usize,
+) -> Batch {
+    let k = cfg.labels.len();
+    let none = cfg.station.as_ref().map(|_| k - 1);
+    let products = none.unwrap_or(k);
+    let eps = cfg.label_smoothing as f32;
+    let built: Vec<(Vec<f32>, Vec<f32>, i64)> = samples
+        .par_iter()
+        .filter_map(|&s| {
+            let chw = sample_input(cfg, cache, s, epoch)?;
+            let mut x = vec![0f32; IMAGE_LEN];
+            normalize_into(&chw, &cfg.normalization, &mut x);
+            let mut t = vec![0f32; k];
+            let hard = match s {
+                Sample::Product(_, c) => c as i64,
+                Sample::Empty(_) => none? as i64,
+                Sample::Other(_) => -1,
+            };
+            if hard >= 0 {
+                t.iter_mut().for_each(|v| *v = eps / k as f32);
+                t[hard as usize] += 1.0 - eps;
+            } else {
+                t[..products]
+                    .iter_mut()
+                    .for_each(|v| *v = 1.0 / products as f32);
+            }
+            Some((x, t, hard))
+        })
+        .collect();
+    let n = built.len();
+    let (mut input, mut targets, mut hard) = (
+        Vec::with_capacity(n * IMAGE_LEN),
+        Vec::with_capacity(n * k),
+        Vec::with_capacity(n),
+    );
+    for (x, t, h) in built {
+        input.extend(x);
+        targets.extend(t);
+        hard.push(h);
+    }
+    Batch {
+        input,
+        targets,
+        hard,
+        n,
+    }
+}
+
+/// Network-sized frames through a (non-training) model: logits per frame.
+pub fn predict_frames(
+    model: &Cnn,
+    frames: &[Vec<u8>],
+    norm: &Normalization,
+    device: &Device,
+) -> Vec<Vec<f32>> {
+    let mut out = vec![];
+    for chunk in frames.chunks(256) {
+        let mut input = vec![0f32; chunk.len() * IMAGE_LEN];
+        for (f, o) in chunk.iter().zip(input.chunks_mut(IMAGE_LEN)) {
+            normalize_into(f, norm, o);
+        }
+        let x = Tensor::<4>::from_data(
+            TensorData::new(input, [chunk.len(), 3, HEIGHT as usize, WIDTH as usize]),
+            device,
+        );
+        let y = model.forward(x);
+        let [_, classes] = y.dims();
+        let v: Vec<f32> = y
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32 logits");
+        out.extend(v.chunks(classes).map(<[f32]>::to_vec));
+    }
+    out
+}
+
+/// Station validation frames, rendered once per run.
+struct StationVal {
+    mild: Vec<Vec<u8>>,
+    hard: Vec<Vec<u8>>,
+    truth: Vec<usize>,
+    empty: Vec<Vec<u8>>,
+}
+
+impl StationVal {
+    fn new(cache: &ImageCache, val_set: &[Entry]) -> Self {
+        let present: Vec<Entry> = val_set
+            .iter()
+            .copied()
+            .filter(|e| cache.get(e.0).is_some())
+            .collect();
+        let frames = |l| crate::station_eval::level_inputs(l, "val", &present, 400, cache);
+        Self {
+            mild: frames(Level::Mild),
+            hard: frames(Level::Hard),
+            truth: present.iter().map(|e| e.1).collect(),
+            empty: frames(Level::Empty),
+        }
+    }
+
+    /// (mild accuracy, hard accuracy, share of empty frames reported as a product).
+    fn score(&self, model: &Cnn, cfg: &TrainConfig, device: &Device) -> (f64, f64, f64) {
+        let norm = &cfg.normalization;
+        let acc = |frames: &[Vec<u8>]| {
+            let logits = predict_frames(model, frames, norm, device);
+            accuracy(&logits, &self.truth)
+        };
+        let empty = predict_frames(model, &self.empty, norm, device);
+        let reported = empty
+            .iter()
+            .filter(|l| {
+                let v = tagger::classify::verdict(
+                    l,
+                    &cfg.labels,
+                    1,
+                    crate::station_eval::STATION_THRESHOLD,
+                );
+                tagger::classify::is_product(&v.label)
+            })
+            .count();
+        (
+            acc(&self.mild),
+            acc(&self.hard),
+            reported as f64 / self.empty.len().max(1) as f64,
+        )
+    }
+}
+
+/// A batch of normalised (unaugmented) images and their targets, ready for burn: what
+/// evaluation feeds.
 pub fn batch_tensors(
     cache: &ImageCache,
     entries: &[Entry],
     norm: &Normalization,
     device: &Device,
-    augment: Option<(&Augment, u64)>,
 ) -> (Tensor<4>, Tensor<1, Int>, usize) {
     let mut input = vec![0f32; entries.len() * IMAGE_LEN];
     let mut targets = Vec::with_capacity(entries.len());
     let mut n = 0;
-    let mut scratch = vec![0u8; IMAGE_LEN];
     for &(id, class) in entries {
         let Some(img) = cache.get(id) else { continue };
-        let out = &mut input[n * IMAGE_LEN..(n + 1) * IMAGE_LEN];
-        match augment {
-            Some((aug, seed)) => {
-                aug.apply(
-                    img,
-                    &mut scratch,
-                    seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                );
-                normalize_into(&scratch, norm, out);
-            }
-            None => normalize_into(img, norm, out),
-        }
+        normalize_into(img, norm, &mut input[n * IMAGE_LEN..(n + 1) * IMAGE_LEN]);
         targets.push(class as i64);
         n += 1;
     }
@@ -154,7 +441,7 @@ pub fn predict(
     let mut logits = vec![];
     let mut targets = vec![];
     for chunk in entries.chunks(256) {
-        let (x, _, n) = batch_tensors(cache, chunk, norm, device, None);
+        let (x, _, n) = batch_tensors(cache, chunk, norm, device);
         if n > 0 {
             let y = model.forward(x);
             let [_, classes] = y.dims();
@@ -221,12 +508,15 @@ pub fn load_module(arch: &Arch, path: &Path, device: &Device) -> Result<Cnn> {
 
 /// Trains (or resumes) a run in `paths.dir`. `stop_after` ends the call after that many epochs
 /// (the schedule still spans `cfg.epochs`), so a long run can be split across sessions.
+/// `negatives` are the other kinds' ids, used by station runs.
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     cfg: &TrainConfig,
     paths: &RunPaths,
     cache: &ImageCache,
     train_set: &[Entry],
     val_set: &[Entry],
+    negatives: &[u64],
     resume: bool,
     stop_after: Option<usize>,
 ) -> Result<RunState> {
@@ -275,8 +565,21 @@ pub fn train(
         .filter(|(id, _)| cache.get(*id).is_none())
         .count();
 
-    let loss_fn = CrossEntropyLossConfig::new().init(&ad);
-    let steps_per_epoch = train_set.len().div_ceil(cfg.batch_size);
+    let empties = cfg.station.as_ref().map_or(0, |st| {
+        (train_set.len() as f32 * st.empty_share).round() as u64
+    });
+    let others: &[u64] = if cfg.station.is_some() {
+        negatives
+    } else {
+        &[]
+    };
+    let epoch_len = train_set.len() + others.len() + empties as usize;
+    let station_val = cfg.station.as_ref().map(|_| {
+        eprintln!("rendering station validation frames (mild, hard, empty)");
+        StationVal::new(cache, val_set)
+    });
+    let steps_per_epoch = epoch_len.div_ceil(cfg.batch_size);
+    let warmup_steps = cfg.warmup_epochs * steps_per_epoch;
     let total_steps = steps_per_epoch * cfg.epochs;
     let interactive = std::io::stderr().is_terminal();
     let last_epoch = stop_after
@@ -284,49 +587,82 @@ pub fn train(
         .unwrap_or(cfg.epochs);
     for epoch in state.epochs_done + 1..=last_epoch {
         let started = Instant::now();
-        let mut order = train_set.to_vec();
+        let mut order: Vec<Sample> = train_set
+            .iter()
+            .map(|&(id, c)| Sample::Product(id, c))
+            .chain(others.iter().map(|&id| Sample::Other(id)))
+            .chain((0..empties).map(|k| Sample::Empty(((epoch as u64) << 32) | k)))
+            .collect();
         order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
             cfg.seed.wrapping_add(epoch as u64),
         ));
         let bar = progress(order.len() as u64, &format!("epoch {epoch}/{}", cfg.epochs));
-        let (mut loss_sum, mut hits, mut seen) = (0.0f64, 0usize, 0usize);
+        let (mut loss_sum, mut hits, mut counted, mut seen) = (0.0f64, 0usize, 0usize, 0usize);
         let mut lr = cfg.lr;
-        for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
-            let step = (epoch - 1) * steps_per_epoch + b;
-            lr = cosine_lr(cfg.lr, step, total_steps);
-            let aug_seed = cfg.seed ^ ((epoch as u64) << 32);
-            let (x, y, n) = batch_tensors(
-                cache,
-                chunk,
-                &cfg.normalization,
-                &ad,
-                cfg.augment.as_ref().map(|a| (a, aug_seed)),
-            );
-            if n == 0 {
-                continue;
-            }
-            let logits = model.forward(x);
-            let pred = logits.clone().argmax(1).flatten::<1>(0, 1);
-            let loss = loss_fn.forward(logits, y.clone());
-            let loss_value = loss.clone().into_scalar::<f32>() as f64;
-            hits += pred.equal(y).int().sum().into_scalar::<i64>() as usize;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
-            loss_sum += loss_value * n as f64;
-            seen += n;
-            bar.inc(chunk.len() as u64);
-            if b % 20 == 0 {
-                bar.set_message(format!("ep {epoch} loss {:.3}", loss_sum / seen as f64));
-            }
-            if !interactive && b % 100 == 0 && b > 0 {
-                // Logs of background runs (nohup) get a line now and then instead of a bar.
-                eprintln!(
-                    "  epoch {epoch} step {b}/{steps_per_epoch} loss {:.4} acc {:.4}",
-                    loss_sum / seen as f64,
-                    hits as f64 / seen as f64
+        let classes = cfg.labels.len();
+        // Batches are built by a producer thread (on rayon's workers) while this one trains;
+        // two batches ahead at most.
+        model = std::thread::scope(|scope| -> Result<Cnn> {
+            let mut model = model;
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(2);
+            let order = &order;
+            scope.spawn(move || {
+                for chunk in order.chunks(cfg.batch_size) {
+                    if tx.send(make_batch(cfg, cache, chunk, epoch)).is_err() {
+                        break;
+                    }
+                }
+            });
+            for (b, batch) in rx.iter().enumerate() {
+                let step = (epoch - 1) * steps_per_epoch + b;
+                lr = scheduled_lr(cfg.lr, step, total_steps, warmup_steps);
+                let n = batch.n;
+                if n == 0 {
+                    continue;
+                }
+                let x = Tensor::<4>::from_data(
+                    TensorData::new(batch.input, [n, 3, HEIGHT as usize, WIDTH as usize]),
+                    &ad,
                 );
+                let t = Tensor::<2>::from_data(TensorData::new(batch.targets, [n, classes]), &ad);
+                let logits = model.forward(x);
+                let pred: Vec<i64> = logits
+                    .clone()
+                    .argmax(1)
+                    .into_data()
+                    .convert::<i64>()
+                    .try_to_vec::<i64>()
+                    .map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))?;
+                // Cross-entropy against soft targets (label smoothing, flat targets for other
+                // kinds); equal to the usual loss for one-hot targets.
+                let logp = burn::tensor::activation::log_softmax(logits, 1);
+                let loss = (logp * t).sum_dim(1).mean().neg();
+                let loss_value = loss.clone().into_scalar::<f32>() as f64;
+                for (p, &h) in pred.iter().zip(&batch.hard) {
+                    if h >= 0 {
+                        counted += 1;
+                        hits += (*p == h) as usize;
+                    }
+                }
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(lr, model, grads);
+                loss_sum += loss_value * n as f64;
+                seen += n;
+                bar.inc(n as u64);
+                if b % 20 == 0 {
+                    bar.set_message(format!("ep {epoch} loss {:.3}", loss_sum / seen as f64));
+                }
+                if !interactive && b % 100 == 0 && b > 0 {
+                    // Logs of background runs (nohup) get a line now and then instead of a bar.
+                    eprintln!(
+                        "  epoch {epoch} step {b}/{steps_per_epoch} loss {:.4} acc {:.4}",
+                        loss_sum / seen as f64,
+                        hits as f64 / counted.max(1) as f64
+                    );
+                }
             }
-        }
+            Ok(model)
+        })?;
         bar.finish_and_clear();
         let train_seconds = started.elapsed().as_secs_f64();
         let eval_model = model.valid();
@@ -338,16 +674,27 @@ pub fn train(
             &device,
             "validating",
         );
+        let station_scores = station_val
+            .as_ref()
+            .map(|sv| sv.score(&eval_model, cfg, &device));
         let log = EpochLog {
             epoch,
             lr,
             train_loss: loss_sum / seen.max(1) as f64,
-            train_acc: hits as f64 / seen.max(1) as f64,
+            train_acc: hits as f64 / counted.max(1) as f64,
             val_loss: mean_ce(&val_logits, &val_targets),
             val_acc: accuracy(&val_logits, &val_targets),
             seconds: started.elapsed().as_secs_f64(),
             images_per_s: seen as f64 / train_seconds,
+            val_mild: station_scores.map(|s| s.0),
+            val_hard: station_scores.map(|s| s.1),
+            val_empty_product: station_scores.map(|s| s.2),
         };
+        if let Some((m, h, e)) = station_scores {
+            eprintln!(
+                "           station val: mild {m:.4} hard {h:.4} | empty reported as product {e:.4}"
+            );
+        }
         eprintln!(
             "epoch {epoch:>3}/{}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} | {:.0} img/s, {:.0}s",
             cfg.epochs,
@@ -364,7 +711,8 @@ pub fn train(
             .into_bytes()
             .map_err(|e| anyhow::anyhow!("cannot serialise optimizer: {e:?}"))?;
         write_atomic(&paths.optimizer(), &optim_bytes)?;
-        if log.val_acc > state.best_val_acc {
+        if log.selection_score() > state.best_score || state.best_epoch == 0 {
+            state.best_score = log.selection_score();
             state.best_val_acc = log.val_acc;
             state.best_epoch = epoch;
             save_module(&eval_model, &paths.best())?;

@@ -54,6 +54,9 @@ fn fixture_config(s: &Split, name: &str, arch: Arch, epochs: usize) -> TrainConf
         normalization: Normalization::default(),
         label_column: s.label_column.clone(),
         labels: s.labels.clone(),
+        station: None,
+        label_smoothing: 0.0,
+        warmup_epochs: 0,
     }
 }
 
@@ -116,17 +119,17 @@ fn smoke_training_loss_falls_resumes_and_exports() {
     let cfg = fixture_config(&s, "smoke", arch, 20);
     let paths = RunPaths::new(&tmp.path().join("run"));
     // Train 10 of 20 epochs (as if killed), then resume from the checkpoint.
-    let early = train::train(&cfg, &paths, &cache, &s.train, &s.val, false, Some(10)).unwrap();
+    let early = train::train(&cfg, &paths, &cache, &s.train, &s.val, &[], false, Some(10)).unwrap();
     assert_eq!(early.epochs_done, 10);
     // Same directory without --resume is refused rather than overwritten.
-    assert!(train::train(&cfg, &paths, &cache, &s.train, &s.val, false, None).is_err());
+    assert!(train::train(&cfg, &paths, &cache, &s.train, &s.val, &[], false, None).is_err());
     // Resuming with other settings is refused too.
     let other = TrainConfig {
         lr: 1.0,
         ..cfg.clone()
     };
-    assert!(train::train(&other, &paths, &cache, &s.train, &s.val, true, None).is_err());
-    let state = train::train(&cfg, &paths, &cache, &s.train, &s.val, true, None).unwrap();
+    assert!(train::train(&other, &paths, &cache, &s.train, &s.val, &[], true, None).is_err());
+    let state = train::train(&cfg, &paths, &cache, &s.train, &s.val, &[], true, None).unwrap();
     assert_eq!(state.history[9].train_loss, early.history[9].train_loss);
     assert_eq!(state.epochs_done, 20);
     assert_eq!(state.history.len(), 20);
@@ -247,7 +250,7 @@ fn strided_layers_export_and_quantize_consistently() {
     let arch = Arch::from_layers(layers.to_vec(), 0.0, s.labels.len());
     let cfg = fixture_config(&s, "strided", arch, 4);
     let paths = RunPaths::new(&tmp.path().join("run"));
-    train::train(&cfg, &paths, &cache, &s.train, &s.val, false, None).unwrap();
+    train::train(&cfg, &paths, &cache, &s.train, &s.val, &[], false, None).unwrap();
     let onnx = tmp.path().join("strided.onnx");
     let check = training::evaluate::export(&paths, "test", &s, &cache, &onnx).unwrap();
     assert!(check.max_abs_logit_diff_tract_vs_burn < 1e-4);
@@ -332,32 +335,147 @@ fn augmentation_keeps_labels_and_shapes_and_spares_evaluation() {
     let cache = ImageCache::open(&fixture(), tmp.path(), &all_ids(&s)).unwrap();
     let device = Device::flex();
     let norm = Normalization::default();
-    let aug = training::augment::Augment::default();
-    let entries = &s.train[..8];
-    let (xa, ya, n) = train::batch_tensors(&cache, entries, &norm, &device, Some((&aug, 5)));
-    let (xb, yb, _) = train::batch_tensors(&cache, entries, &norm, &device, Some((&aug, 5)));
-    assert_eq!(n, 8);
-    assert_eq!(xa.dims(), [8, 3, 80, 60]);
-    let labels: Vec<i64> = entries.iter().map(|e| e.1 as i64).collect();
-    assert_eq!(
-        ya.into_data().convert::<i64>().try_to_vec::<i64>().unwrap(),
-        labels
-    );
-    assert_eq!(
-        yb.into_data().convert::<i64>().try_to_vec::<i64>().unwrap(),
-        labels
-    );
-    let (va, vb) = (
-        xa.into_data().try_to_vec::<f32>().unwrap(),
-        xb.into_data().try_to_vec::<f32>().unwrap(),
-    );
-    assert_eq!(va, vb, "same seed, same batch");
+    let arch = Arch::from_layers(vec!["8:4/4v".parse().unwrap()], 0.0, s.labels.len());
+    let cfg = TrainConfig {
+        augment: Some(training::augment::Augment::default()),
+        ..fixture_config(&s, "aug", arch, 1)
+    };
+    let samples: Vec<train::Sample> = s.train[..8]
+        .iter()
+        .map(|&(id, c)| train::Sample::Product(id, c))
+        .collect();
+    let a = train::make_batch(&cfg, &cache, &samples, 5);
+    let b = train::make_batch(&cfg, &cache, &samples, 5);
+    assert_eq!(a.n, 8);
+    assert_eq!(a.input.len(), 8 * preprocess::IMAGE_LEN);
+    let labels: Vec<i64> = s.train[..8].iter().map(|e| e.1 as i64).collect();
+    assert_eq!(a.hard, labels);
+    // One-hot targets (no smoothing) on the labels.
+    for (t, &l) in a.targets.chunks(s.labels.len()).zip(&labels) {
+        assert_eq!(t[l as usize], 1.0);
+        assert_eq!(t.iter().sum::<f32>(), 1.0);
+    }
+    assert_eq!(a.input, b.input, "same seed, same batch");
+    assert_ne!(a.input, train::make_batch(&cfg, &cache, &samples, 6).input);
     // The evaluation path (no augmentation) feeds exactly the preprocessed images.
-    let (xe, _, _) = train::batch_tensors(&cache, entries, &norm, &device, None);
+    let entries = &s.train[..8];
+    let (xe, _, _) = train::batch_tensors(&cache, entries, &norm, &device);
     let plain: Vec<f32> = entries
         .iter()
         .flat_map(|e| preprocess::normalize(cache.get(e.0).unwrap(), &norm))
         .collect();
     assert_eq!(xe.into_data().try_to_vec::<f32>().unwrap(), plain);
-    assert_ne!(va, plain, "augmentation changed the training batch");
+    assert_ne!(a.input, plain, "augmentation changed the training batch");
+}
+
+/// Station training on the fixture photos: composited batches with `none` and flat targets for
+/// other kinds, a short run whose loss falls, export with the `none` label, and empty belts
+/// told apart from products by the exported model in tract.
+#[test]
+fn station_training_learns_empty_belts() {
+    let full = split();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = ImageCache::open(&fixture(), &tmp.path().join("cache"), &all_ids(&full)).unwrap();
+    // Two classes (Topwear, Shoes) and `none`: small enough to learn in seconds.
+    let two = |set: &[training::split::Entry]| -> Vec<training::split::Entry> {
+        set.iter().copied().filter(|e| e.1 < 2).collect()
+    };
+    let s = Split {
+        labels: full.labels[..2].to_vec(),
+        train: two(&full.train),
+        val: two(&full.val),
+        test: two(&full.test),
+        ..full.clone()
+    };
+    let mut labels = s.labels.clone();
+    labels.push(tagger::classify::NONE.into());
+    let layers = ["16:4/4v", "32v", "48/2v", "48"].map(|l| l.parse().unwrap());
+    let arch = Arch::from_layers(layers.to_vec(), 0.0, labels.len());
+    let mut station = train::StationTraining::new(None);
+    station.empty_share = 1.0;
+    station.cut_jitter = true;
+    let cfg = TrainConfig {
+        labels: labels.clone(),
+        station: Some(station),
+        label_smoothing: 0.05,
+        warmup_epochs: 1,
+        ..fixture_config(&s, "station", arch, 40)
+    };
+    // Batches: composited, deterministic, targets by kind.
+    let other = full.train.iter().find(|e| e.1 >= 2).unwrap().0;
+    let samples = [
+        train::Sample::Product(s.train[0].0, s.train[0].1),
+        train::Sample::Empty(3),
+        train::Sample::Other(other),
+    ];
+    let b = train::make_batch(&cfg, &cache, &samples, 1);
+    assert_eq!(b.n, 3);
+    assert_eq!(b.hard, vec![s.train[0].1 as i64, 2, -1]);
+    let k = labels.len();
+    let t: Vec<&[f32]> = b.targets.chunks(k).collect();
+    let on = 0.95 + 0.05 / k as f32;
+    assert!((t[0][s.train[0].1] - on).abs() < 1e-6, "smoothed");
+    assert!((t[1][2] - on).abs() < 1e-6, "empty -> none");
+    assert_eq!(
+        t[2],
+        [0.5, 0.5, 0.0],
+        "other kinds: flat over the products, no none"
+    );
+    assert_eq!(b.input, train::make_batch(&cfg, &cache, &samples, 1).input);
+    assert_ne!(b.input, train::make_batch(&cfg, &cache, &samples, 2).input);
+
+    let paths = RunPaths::new(&tmp.path().join("run"));
+    let negatives = [other];
+    let state = train::train(
+        &cfg, &paths, &cache, &s.train, &s.val, &negatives, false, None,
+    )
+    .unwrap();
+    let h = &state.history;
+    assert!(
+        h.last().unwrap().train_loss < h[0].train_loss,
+        "loss did not fall"
+    );
+    assert!(h
+        .iter()
+        .all(|e| e.val_mild.is_some() && e.val_empty_product.is_some()));
+    let onnx = tmp.path().join("station.onnx");
+    let check = training::evaluate::export(&paths, "test", &s, &cache, &onnx).unwrap();
+    assert!(check.max_abs_logit_diff_tract_vs_burn < 1e-4);
+    let model = Model::from_path(&onnx, BackendKind::Tract, 1).unwrap();
+    assert_eq!(model.info.labels, labels);
+    // Empty belts get more of the `none` output than product photos do: the model tells them
+    // apart after a few seconds of training.
+    let p_none = |frames: &[Vec<u8>]| {
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let logits = model.logits(&model.batch_input(&refs), refs.len()).unwrap();
+        logits
+            .chunks(k)
+            .map(|l| tagger::classify::softmax(l)[2])
+            .sum::<f32>()
+            / refs.len() as f32
+    };
+    let empties = training::station_eval::level_inputs(
+        training::station::Level::Empty,
+        "val",
+        &[],
+        20,
+        &cache,
+    );
+    let products: Vec<Vec<u8>> = s
+        .val
+        .iter()
+        .map(|e| cache.get(e.0).unwrap().to_vec())
+        .collect();
+    let (on_empty, on_products) = (p_none(&empties), p_none(&products));
+    eprintln!("p(none): empty belts {on_empty:.3}, products {on_products:.3}");
+    assert!(
+        on_empty > on_products + 0.3,
+        "p(none): empty belts {on_empty}, products {on_products}"
+    );
+    // The scorer runs end to end on the exported model.
+    let scores =
+        training::station_eval::score(&model, "val", &s.val, &[other], 10, &cache).unwrap();
+    assert_eq!(scores.images, s.val.len());
+    assert_eq!(scores.other_kinds, 1);
+    assert!((0.0..=1.0).contains(&scores.mild));
 }

@@ -1,0 +1,249 @@
+//! `training frames`: station frames as files, for `tag`, `tag watch` and people to look at.
+//!
+//! Three shapes: one network-sized frame per image of a split part (what the benchmark
+//! scores), whole camera frames with the product inside the station's region of interest, and a
+//! pass-by sequence (each product for a few frames, the empty belt between them) that a folder
+//! replay of `tag watch` turns into one verdict per product. `labels.csv` names each file's
+//! truth (`none` for an empty belt).
+
+use crate::cache::ImageCache;
+use crate::cutout::product_mask;
+use crate::split::{Entry, Split};
+use crate::station::{self, mix, Level, Product, Rect};
+use crate::util::write_atomic;
+use anyhow::{bail, Context, Result};
+use image::RgbImage;
+use std::path::Path;
+use tagger::preprocess::{HEIGHT, WIDTH};
+
+pub struct FrameOptions<'a> {
+    pub part: &'a str,
+    pub level: Level,
+    pub limit: usize,
+    /// Whole frames of this size (width, height) with the product in `roi`.
+    pub whole: Option<(usize, usize)>,
+    /// Region of interest as fractions (x, y, width, height).
+    pub roi: [f32; 4],
+    /// A pass-by sequence: frames per product.
+    pub sequence: Option<usize>,
+    /// Empty frames before, between and after the products of a sequence.
+    pub gap: usize,
+}
+
+/// `640x480` -> (640, 480).
+pub fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let (w, h) = s
+        .split_once('x')
+        .with_context(|| format!("--whole {s}: expected WIDTHxHEIGHT, e.g. 640x480"))?;
+    let (w, h): (usize, usize) = (w.trim().parse()?, h.trim().parse()?);
+    if !(16..=4096).contains(&w) || !(16..=4096).contains(&h) {
+        bail!("--whole {s}: each side must be 16..4096 pixels");
+    }
+    Ok((w, h))
+}
+
+/// `x,y,width,height` fractions of the frame.
+pub fn parse_roi(s: &str) -> Result<[f32; 4]> {
+    let v: Vec<f32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--roi {s}: expected four fractions x,y,width,height"))?;
+    let ok = v.len() == 4
+        && v.iter().all(|f| (0.0..=1.0).contains(f))
+        && v[0] + v[2] <= 1.0 + 1e-6
+        && v[1] + v[3] <= 1.0 + 1e-6
+        && v[2] > 0.0
+        && v[3] > 0.0;
+    if !ok {
+        bail!("--roi {s}: four fractions x,y,width,height inside the frame");
+    }
+    Ok([v[0], v[1], v[2], v[3]])
+}
+
+/// Entries taken round-robin over classes, so a short list still covers every class.
+pub fn spread(entries: &[Entry], classes: usize, limit: usize) -> Vec<Entry> {
+    let mut per: Vec<Vec<Entry>> = vec![vec![]; classes];
+    for &e in entries {
+        per[e.1].push(e);
+    }
+    let mut out = vec![];
+    let mut i = 0;
+    while out.len() < limit && per.iter().any(|p| i < p.len()) {
+        for p in &per {
+            if let Some(&e) = p.get(i) {
+                if out.len() < limit {
+                    out.push(e);
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+fn save(dir: &Path, name: &str, frame: &station::Frame) -> Result<String> {
+    let file = format!(
+        "{name}.{}",
+        if frame.jpeg_quality.is_some() {
+            "jpg"
+        } else {
+            "png"
+        }
+    );
+    write_atomic(&dir.join(&file), &frame.encode())?;
+    Ok(file)
+}
+
+/// Writes the frames and `labels.csv`; returns how many frames.
+pub fn write(
+    cache: &ImageCache,
+    split: &Split,
+    entries: &[Entry],
+    opts: &FrameOptions,
+    out: &Path,
+) -> Result<usize> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let size = opts.whole.unwrap_or((WIDTH as usize, HEIGHT as usize));
+    let rect = if opts.whole.is_some() || opts.sequence.is_some() {
+        let (w, h) = (size.0 as f32, size.1 as f32);
+        Rect {
+            x: opts.roi[0] * w,
+            y: opts.roi[1] * h,
+            w: opts.roi[2] * w,
+            h: opts.roi[3] * h,
+        }
+    } else {
+        station::full_rect()
+    };
+    let scene = opts.level.scene();
+    let picked = spread(entries, split.labels.len(), opts.limit);
+    let mut rows = vec![];
+    let mut n = 0usize;
+    if let Some(per) = opts.sequence {
+        // One belt for the whole sequence; the product moves a little from frame to frame.
+        let belt = opts.level.seed(opts.part, u64::MAX);
+        let gap = |k: u64, n: &mut usize, rows: &mut Vec<(String, String, String)>| {
+            for f in 0..opts.gap {
+                let seed = opts.level.seed(opts.part, mix(!k ^ f as u64));
+                let frame = station::render(None, &scene, belt, seed, size, rect);
+                *n += 1;
+                let file = save(out, &format!("frame-{:05}", *n), &frame)?;
+                rows.push((file, tagger::classify::NONE.to_string(), String::new()));
+            }
+            anyhow::Ok(())
+        };
+        for (k, &(id, class)) in picked.iter().enumerate() {
+            let Some(img) = cache.get(id) else { continue };
+            gap(k as u64, &mut n, &mut rows)?;
+            let mask = product_mask(img);
+            // One draw per product (orientation, size, light); the belt carries it 3% of the
+            // region further each frame.
+            let seed = opts.level.seed(opts.part, id);
+            for f in 0..per {
+                let step = (f as f32 - (per as f32 - 1.0) / 2.0) * 0.03 * rect.w;
+                let frame = station::render(
+                    Some(Product {
+                        chw: img,
+                        mask: &mask,
+                    }),
+                    &scene,
+                    belt,
+                    seed,
+                    size,
+                    Rect {
+                        x: rect.x + step,
+                        ..rect
+                    },
+                );
+                n += 1;
+                let file = save(out, &format!("frame-{n:05}"), &frame)?;
+                rows.push((file, split.labels[class].clone(), id.to_string()));
+            }
+        }
+        gap(picked.len() as u64, &mut n, &mut rows)?;
+    } else if !opts.level.has_product() {
+        for i in 0..opts.limit as u64 {
+            let seed = opts.level.seed(opts.part, i);
+            let frame = station::render(None, &scene, mix(seed ^ 0x5eed), seed, size, rect);
+            let file = save(out, &format!("empty-{i:05}"), &frame)?;
+            rows.push((file, tagger::classify::NONE.to_string(), String::new()));
+            n += 1;
+        }
+    } else {
+        for &(id, class) in &picked {
+            let Some(img) = cache.get(id) else { continue };
+            let mask = product_mask(img);
+            let seed = opts.level.seed(opts.part, id);
+            let frame = station::render(
+                Some(Product {
+                    chw: img,
+                    mask: &mask,
+                }),
+                &scene,
+                mix(seed ^ 0x5eed),
+                seed,
+                size,
+                rect,
+            );
+            let file = save(out, &id.to_string(), &frame)?;
+            rows.push((file, split.labels[class].clone(), id.to_string()));
+            n += 1;
+        }
+    }
+    let mut csv = String::from("file,label,id\n");
+    for (f, l, id) in rows {
+        csv.push_str(&format!("{f},{l},{id}\n"));
+    }
+    write_atomic(&out.join("labels.csv"), csv.as_bytes())?;
+    Ok(n)
+}
+
+/// A PNG of sample frames: one row per class (its first image in `entries`), columns catalogue,
+/// mirrored, mild, hard, tray and empty, each at 2x.
+pub fn sample_grid(
+    cache: &ImageCache,
+    split: &Split,
+    entries: &[Entry],
+    part: &str,
+) -> Result<Vec<u8>> {
+    let (w, h) = (WIDTH, HEIGHT);
+    let (cw, ch, gap) = (2 * w, 2 * h, 4u32);
+    let picked = spread(entries, split.labels.len(), split.labels.len());
+    let cols = 6u32;
+    let mut grid = RgbImage::from_pixel(
+        cols * (cw + gap) + gap,
+        picked.len() as u32 * (ch + gap) + gap,
+        image::Rgb([40, 40, 40]),
+    );
+    for (r, &(id, _)) in picked.iter().enumerate() {
+        let Some(img) = cache.get(id) else { continue };
+        let mask = product_mask(img);
+        let product = || {
+            Some(Product {
+                chw: img,
+                mask: &mask,
+            })
+        };
+        let cells: Vec<Vec<u8>> = vec![
+            img.to_vec(),
+            station::mirrored(img),
+            station::level_frame(Level::Mild, part, id, product()).to_chw(),
+            station::level_frame(Level::Hard, part, id, product()).to_chw(),
+            station::level_frame(Level::Tray, part, id, product()).to_chw(),
+            station::level_frame(Level::Empty, part, r as u64, None).to_chw(),
+        ];
+        for (c, chw) in cells.iter().enumerate() {
+            let rgb = station::chw_to_rgb(chw);
+            let (x0, y0) = (gap + c as u32 * (cw + gap), gap + r as u32 * (ch + gap));
+            for y in 0..ch {
+                for x in 0..cw {
+                    grid.put_pixel(x0 + x, y0 + y, *rgb.get_pixel(x / 2, y / 2));
+                }
+            }
+        }
+    }
+    let mut png = vec![];
+    grid.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    Ok(png)
+}

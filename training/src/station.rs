@@ -1,0 +1,573 @@
+//! Station frames: catalogue products as a warehouse camera sees them.
+//!
+//! A frame is the product cut out of its white background ([`crate::cutout`]) and composited
+//! onto a procedural belt or tray ([`crate::backdrop`]) with a soft shadow, at a random
+//! position, scale, rotation and orientation, then given the camera's faults: white balance,
+//! brightness and contrast, blur, sensor noise and JPEG compression. A [`Scene`] is the
+//! distribution a frame is drawn from; the named [`Level`]s are the benchmark's scenes and
+//! [`Scene::training`] the augmentation. Every frame is a pure function of its seed.
+//!
+//! Frames are rendered at any size: at the network's 60x80 for the benchmark and training (the
+//! photos hold no more detail), or as whole 640x480 camera frames with the product inside the
+//! station's region of interest, for `tag watch`.
+
+use crate::backdrop::{Surface, SurfaceKind};
+use crate::cutout::Mask;
+use image::RgbImage;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tagger::preprocess::{HEIGHT, WIDTH};
+
+/// The distribution a frame is drawn from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scene {
+    /// Surfaces behind the product (one is picked per frame).
+    pub surfaces: Vec<SurfaceKind>,
+    /// Largest offset of the product's centre, as a fraction of the frame's side.
+    pub shift: f32,
+    /// Product size relative to the catalogue framing (1.0: as large as in the photo).
+    pub scale: (f32, f32),
+    /// Largest rotation, degrees.
+    pub rotate_deg: f32,
+    /// Mirror half of the frames.
+    pub mirror: bool,
+    /// Chance of a soft shadow under the product.
+    pub shadow: f32,
+    /// Largest per-channel gain change (white balance), brightness (fraction of 255) and
+    /// relative contrast change.
+    pub white_balance: f32,
+    pub brightness: f32,
+    pub contrast: f32,
+    /// Gaussian blur sigma range in pixels of a 60x80 frame (0: none), and the chance of any.
+    pub blur: (f32, f32),
+    pub blur_chance: f32,
+    /// Sensor noise standard deviation range, in levels.
+    pub noise: (f32, f32),
+    /// JPEG quality range; `None`: the frame is not compressed.
+    pub jpeg: Option<(u8, u8)>,
+}
+
+/// The benchmark's named scenes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Level {
+    /// A belt (grey, dark or coloured), product 80-100% of the catalogue size, up to 8%
+    /// off-centre, +-5 deg, either orientation, mild light change, JPEG 80-90.
+    Mild,
+    /// Any surface, product 55-90%, up to 15% off-centre, +-15 deg, stronger light change,
+    /// blur, noise, JPEG 55-80.
+    Hard,
+    /// A light tray instead of a belt, otherwise as `mild`.
+    Tray,
+    /// Surfaces alone, no product, light and camera faults as `hard`.
+    Empty,
+}
+
+impl Level {
+    pub const ALL: [Level; 4] = [Level::Mild, Level::Hard, Level::Tray, Level::Empty];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Mild => "mild",
+            Level::Hard => "hard",
+            Level::Tray => "tray",
+            Level::Empty => "empty",
+        }
+    }
+
+    pub fn scene(self) -> Scene {
+        let belts = vec![SurfaceKind::Grey, SurfaceKind::Dark, SurfaceKind::Coloured];
+        let mild = Scene {
+            surfaces: belts,
+            shift: 0.08,
+            scale: (0.8, 1.0),
+            rotate_deg: 5.0,
+            mirror: true,
+            shadow: 0.5,
+            white_balance: 0.06,
+            brightness: 0.08,
+            contrast: 0.1,
+            blur: (0.0, 0.0),
+            blur_chance: 0.0,
+            noise: (0.0, 2.0),
+            jpeg: Some((80, 90)),
+        };
+        let hard = Scene {
+            surfaces: SurfaceKind::ALL.to_vec(),
+            shift: 0.15,
+            scale: (0.55, 0.9),
+            rotate_deg: 15.0,
+            white_balance: 0.12,
+            brightness: 0.18,
+            contrast: 0.25,
+            blur: (0.4, 1.2),
+            blur_chance: 1.0,
+            noise: (3.0, 8.0),
+            jpeg: Some((55, 80)),
+            ..mild.clone()
+        };
+        match self {
+            Level::Mild => mild,
+            Level::Hard => hard,
+            Level::Tray => Scene {
+                surfaces: vec![SurfaceKind::Light],
+                ..mild
+            },
+            Level::Empty => hard,
+        }
+    }
+
+    /// Empty frames have no product.
+    pub fn has_product(self) -> bool {
+        self != Level::Empty
+    }
+
+    /// A stable number per level, mixed into every frame's seed.
+    fn salt(self) -> u64 {
+        match self {
+            Level::Mild => 0x6d69_6c64,
+            Level::Hard => 0x6861_7264,
+            Level::Tray => 0x7472_6179,
+            Level::Empty => 0x656d_7074,
+        }
+    }
+
+    /// The seed of frame `index` (an image id, or an empty frame's number) of this level in
+    /// `part` (the split part: val and test frames never share a seed).
+    pub fn seed(self, part: &str, index: u64) -> u64 {
+        let p = part.bytes().fold(0u64, |h, b| mix(h ^ b as u64));
+        mix(self.salt() ^ mix(p ^ mix(index)))
+    }
+}
+
+/// splitmix64's finaliser: a well-spread 64-bit hash.
+pub fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Scene {
+    /// The augmentation: wider than `hard` in every direction, so the benchmark's levels lie
+    /// inside what the model has seen.
+    pub fn training() -> Self {
+        Scene {
+            surfaces: SurfaceKind::ALL.to_vec(),
+            shift: 0.16,
+            scale: (0.5, 1.05),
+            rotate_deg: 20.0,
+            mirror: true,
+            shadow: 0.5,
+            white_balance: 0.15,
+            brightness: 0.2,
+            contrast: 0.3,
+            blur: (0.3, 1.4),
+            blur_chance: 0.5,
+            noise: (0.0, 9.0),
+            jpeg: Some((50, 95)),
+        }
+    }
+
+    /// The catalogue look kept in part of the training batches: the photo itself, mirrored half
+    /// the time, moved a few pixels, sometimes recompressed.
+    pub fn catalogue() -> Self {
+        Scene {
+            surfaces: vec![],
+            shift: 0.04,
+            scale: (0.95, 1.05),
+            rotate_deg: 0.0,
+            mirror: true,
+            shadow: 0.0,
+            white_balance: 0.03,
+            brightness: 0.03,
+            contrast: 0.05,
+            blur: (0.0, 0.0),
+            blur_chance: 0.0,
+            noise: (0.0, 0.0),
+            jpeg: Some((70, 95)),
+        }
+    }
+}
+
+/// Where the product goes in the frame, in output pixels (the whole frame, or a station's ROI).
+#[derive(Debug, Clone, Copy)]
+pub struct Rect {
+    pub x: f32,
+    pub y: f32,
+    pub w: f32,
+    pub h: f32,
+}
+
+/// A rendered frame and the JPEG quality its scene asks for.
+pub struct Frame {
+    pub image: RgbImage,
+    pub jpeg_quality: Option<u8>,
+}
+
+impl Frame {
+    /// The frame's bytes as a camera would send them: JPEG at its quality, else PNG.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![];
+        match self.jpeg_quality {
+            Some(q) => {
+                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, q)
+                    .encode_image(&self.image)
+                    .expect("JPEG encoding to memory");
+            }
+            None => {
+                self.image
+                    .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+                    .expect("PNG encoding to memory");
+            }
+        }
+        out
+    }
+
+    /// The network input `tag` would compute from this frame (encoded, decoded, fitted): the
+    /// runtime's own preprocessing, so a frame is scored exactly as a camera's would be.
+    pub fn to_chw(&self) -> Vec<u8> {
+        match self.jpeg_quality {
+            Some(_) => tagger::preprocess::bytes_to_chw(&self.encode(), "station frame")
+                .expect("a frame we encoded decodes"),
+            // Lossless: skip the PNG round trip.
+            None => tagger::preprocess::to_chw_u8(&tagger::preprocess::fit(
+                &image::DynamicImage::ImageRgb8(self.image.clone()),
+            )),
+        }
+    }
+}
+
+/// The product to draw: its catalogue CHW image and mask.
+pub struct Product<'a> {
+    pub chw: &'a [u8],
+    pub mask: &'a Mask,
+}
+
+fn sym(rng: &mut StdRng, m: f32) -> f32 {
+    if m > 0.0 {
+        rng.random_range(-m..=m)
+    } else {
+        0.0
+    }
+}
+
+fn range(rng: &mut StdRng, (lo, hi): (f32, f32)) -> f32 {
+    if hi > lo {
+        rng.random_range(lo..=hi)
+    } else {
+        lo
+    }
+}
+
+/// Bilinear sample of one channel plane (`w x h`); outside the plane: `outside`.
+fn sample(p: &[u8], w: usize, h: usize, x: f32, y: f32, outside: f32) -> f32 {
+    let at = |xi: i64, yi: i64| -> f32 {
+        if xi < 0 || yi < 0 || xi >= w as i64 || yi >= h as i64 {
+            outside
+        } else {
+            p[yi as usize * w + xi as usize] as f32
+        }
+    };
+    let (x0, y0) = (x.floor(), y.floor());
+    let (fx, fy) = (x - x0, y - y0);
+    let (x0, y0) = (x0 as i64, y0 as i64);
+    let top = at(x0, y0) * (1.0 - fx) + at(x0 + 1, y0) * fx;
+    let bottom = at(x0, y0 + 1) * (1.0 - fx) + at(x0 + 1, y0 + 1) * fx;
+    top * (1.0 - fy) + bottom * fy
+}
+
+/// Renders one frame of `scene` at `out_w x out_h` with the product (if any) placed in `rect`.
+/// `surface_seed` draws the belt (a sequence of frames can share one), `seed` everything else.
+/// A scene without surfaces keeps the catalogue's white background.
+pub fn render(
+    product: Option<Product>,
+    scene: &Scene,
+    surface_seed: u64,
+    seed: u64,
+    (out_w, out_h): (usize, usize),
+    rect: Rect,
+) -> Frame {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut bg = if scene.surfaces.is_empty() {
+        vec![[255.0f32; 3]; out_w * out_h]
+    } else {
+        let mut srng = StdRng::seed_from_u64(surface_seed);
+        Surface::draw_any(&scene.surfaces, &mut srng).paint(out_w, out_h)
+    };
+    // Scale of a 60x80 source pixel in output pixels (frame-size independent draws below).
+    let unit = rect.h / HEIGHT as f32;
+    if let Some(p) = product {
+        let (w, h) = (WIDTH as usize, HEIGHT as usize);
+        let plane = w * h;
+        let mirror = scene.mirror && rng.random_bool(0.5);
+        let s = range(&mut rng, scene.scale);
+        let angle = sym(&mut rng, scene.rotate_deg).to_radians();
+        let dx = sym(&mut rng, scene.shift) * rect.w;
+        let dy = sym(&mut rng, scene.shift) * rect.h;
+        let shadow = rng.random_bool(scene.shadow as f64).then(|| {
+            (
+                rng.random_range(1.0..4.0f32),
+                rng.random_range(1.0..4.0f32),
+                rng.random_range(0.25..0.55f32),
+            )
+        });
+        let (cx, cy) = (rect.x + rect.w / 2.0 + dx, rect.y + rect.h / 2.0 + dy);
+        let k = s * unit; // output pixels per source pixel
+        let (sin, cos) = angle.sin_cos();
+        let (scx, scy) = ((w as f32) / 2.0, (h as f32) / 2.0);
+        // Output pixel centre -> source coordinates (pixel centres at +0.5).
+        let to_src = |ox: f32, oy: f32| {
+            let (rx, ry) = ((ox - cx) / k, (oy - cy) / k);
+            let mut sx = cos * rx + sin * ry;
+            let sy = -sin * rx + cos * ry;
+            if mirror {
+                sx = -sx;
+            }
+            (sx + scx - 0.5, sy + scy - 0.5)
+        };
+        // Only the product's bounding box (plus the shadow) needs visiting.
+        let half = 0.5 * k * ((w * w + h * h) as f32).sqrt() + 6.0 * unit;
+        let x0 = ((cx - half).floor().max(0.0)) as usize;
+        let x1 = ((cx + half).ceil().min(out_w as f32)) as usize;
+        let y0 = ((cy - half).floor().max(0.0)) as usize;
+        let y1 = ((cy + half).ceil().min(out_h as f32)) as usize;
+        let alpha = |sx: f32, sy: f32| sample(&p.mask.alpha, w, h, sx, sy, 0.0) / 255.0;
+        for oy in y0..y1 {
+            for ox in x0..x1 {
+                let (px, py) = (ox as f32 + 0.5, oy as f32 + 0.5);
+                let i = oy * out_w + ox;
+                if let Some((sdx, sdy, strength)) = shadow {
+                    // Soft shadow: the mask, offset and averaged over a small neighbourhood.
+                    let (bx, by) = to_src(px - sdx * unit, py - sdy * unit);
+                    let mut a = 0.0;
+                    for j in [-1.5f32, 0.0, 1.5] {
+                        for i2 in [-1.5f32, 0.0, 1.5] {
+                            a += alpha(bx + i2, by + j);
+                        }
+                    }
+                    let darken = 1.0 - strength * a / 9.0;
+                    for c in 0..3 {
+                        bg[i][c] *= darken;
+                    }
+                }
+                let (sx, sy) = to_src(px, py);
+                let a = alpha(sx, sy);
+                if a > 0.0 {
+                    for c in 0..3 {
+                        // Clamp to the edge for colour: alpha decides what shows.
+                        let v = sample(
+                            &p.chw[c * plane..(c + 1) * plane],
+                            w,
+                            h,
+                            sx.clamp(0.0, w as f32 - 1.0),
+                            sy.clamp(0.0, h as f32 - 1.0),
+                            255.0,
+                        );
+                        bg[i][c] = a * v + (1.0 - a) * bg[i][c];
+                    }
+                }
+            }
+        }
+    }
+    // Camera: white balance, contrast, brightness.
+    let gains = [
+        1.0 + sym(&mut rng, scene.white_balance),
+        1.0 + sym(&mut rng, scene.white_balance),
+        1.0 + sym(&mut rng, scene.white_balance),
+    ];
+    let contrast = 1.0 + sym(&mut rng, scene.contrast);
+    let brightness = sym(&mut rng, scene.brightness) * 255.0;
+    for px in bg.iter_mut() {
+        for c in 0..3 {
+            px[c] = ((px[c] - 128.0) * contrast + 128.0 + brightness) * gains[c];
+        }
+    }
+    if scene.blur_chance > 0.0 && rng.random_bool(scene.blur_chance as f64) {
+        let sigma = range(&mut rng, scene.blur) * unit;
+        blur(&mut bg, out_w, out_h, sigma);
+    }
+    let sigma = range(&mut rng, scene.noise);
+    let mut image = RgbImage::new(out_w as u32, out_h as u32);
+    for (i, px) in image.pixels_mut().enumerate() {
+        for c in 0..3 {
+            let n = if sigma > 0.0 {
+                // Sum of three uniforms: near-Gaussian, variance 1.
+                (0..3).map(|_| rng.random_range(-1.0f32..1.0)).sum::<f32>() * sigma
+            } else {
+                0.0
+            };
+            px.0[c] = (bg[i][c] + n).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    let jpeg_quality = scene.jpeg.map(|(lo, hi)| {
+        if hi > lo {
+            rng.random_range(lo..=hi)
+        } else {
+            lo
+        }
+    });
+    Frame {
+        image,
+        jpeg_quality,
+    }
+}
+
+/// Separable Gaussian blur in place (edges clamped).
+fn blur(img: &mut [[f32; 3]], w: usize, h: usize, sigma: f32) {
+    if sigma < 0.2 {
+        return;
+    }
+    let r = (sigma * 2.5).ceil() as i64;
+    let kernel: Vec<f32> = (-r..=r)
+        .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let sum: f32 = kernel.iter().sum();
+    let kernel: Vec<f32> = kernel.iter().map(|k| k / sum).collect();
+    let mut tmp = vec![[0.0f32; 3]; img.len()];
+    for y in 0..h {
+        for x in 0..w {
+            let mut acc = [0.0f32; 3];
+            for (j, k) in kernel.iter().enumerate() {
+                let xx = (x as i64 + j as i64 - r).clamp(0, w as i64 - 1) as usize;
+                for c in 0..3 {
+                    acc[c] += k * img[y * w + xx][c];
+                }
+            }
+            tmp[y * w + x] = acc;
+        }
+    }
+    for y in 0..h {
+        for x in 0..w {
+            let mut acc = [0.0f32; 3];
+            for (j, k) in kernel.iter().enumerate() {
+                let yy = (y as i64 + j as i64 - r).clamp(0, h as i64 - 1) as usize;
+                for c in 0..3 {
+                    acc[c] += k * tmp[yy * w + x][c];
+                }
+            }
+            img[y * w + x] = acc;
+        }
+    }
+}
+
+/// The network-sized frame rect (the product fills the frame as in the catalogue at scale 1).
+pub fn full_rect() -> Rect {
+    Rect {
+        x: 0.0,
+        y: 0.0,
+        w: WIDTH as f32,
+        h: HEIGHT as f32,
+    }
+}
+
+/// One network-sized frame of `level` for `product` (ignored for `empty`), as CHW input bytes
+/// after the runtime's preprocessing.
+pub fn level_frame(level: Level, part: &str, index: u64, product: Option<Product>) -> Frame {
+    let seed = level.seed(part, index);
+    render(
+        if level.has_product() { product } else { None },
+        &level.scene(),
+        mix(seed ^ 0x5eed),
+        seed,
+        (WIDTH as usize, HEIGHT as usize),
+        full_rect(),
+    )
+}
+
+/// A catalogue image flipped left-right (CHW).
+pub fn mirrored(chw: &[u8]) -> Vec<u8> {
+    let (w, h) = (WIDTH as usize, HEIGHT as usize);
+    let mut out = vec![0u8; chw.len()];
+    for c in 0..3 {
+        for y in 0..h {
+            for x in 0..w {
+                out[c * w * h + y * w + x] = chw[c * w * h + y * w + (w - 1 - x)];
+            }
+        }
+    }
+    out
+}
+
+/// Converts a CHW network-sized image to RGB (for pictures and files).
+pub fn chw_to_rgb(chw: &[u8]) -> RgbImage {
+    let (w, h) = (WIDTH as usize, HEIGHT as usize);
+    let plane = w * h;
+    RgbImage::from_fn(w as u32, h as u32, |x, y| {
+        let i = y as usize * w + x as usize;
+        image::Rgb([chw[i], chw[plane + i], chw[2 * plane + i]])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cutout::product_mask;
+
+    fn product_image() -> Vec<u8> {
+        let (w, h) = (WIDTH as usize, HEIGHT as usize);
+        let mut img = vec![255u8; 3 * w * h];
+        for y in 15..65 {
+            for x in 10..44 {
+                img[y * w + x] = 200;
+                img[w * h + y * w + x] = 30;
+                img[2 * w * h + y * w + x] = 30;
+            }
+        }
+        img
+    }
+
+    #[test]
+    fn frames_are_deterministic_per_seed() {
+        let img = product_image();
+        let mask = product_mask(&img);
+        let f = |i| {
+            level_frame(
+                Level::Hard,
+                "val",
+                i,
+                Some(Product {
+                    chw: &img,
+                    mask: &mask,
+                }),
+            )
+            .encode()
+        };
+        assert_eq!(f(7), f(7));
+        assert_ne!(f(7), f(8));
+        assert_ne!(Level::Mild.seed("val", 7), Level::Mild.seed("test", 7));
+    }
+
+    #[test]
+    fn the_product_lands_on_a_belt() {
+        let img = product_image();
+        let mask = product_mask(&img);
+        let frame = level_frame(
+            Level::Mild,
+            "test",
+            1,
+            Some(Product {
+                chw: &img,
+                mask: &mask,
+            }),
+        );
+        let px = frame.image.get_pixel(30, 40).0;
+        assert!(
+            px[0] > 150 && px[1] < 90,
+            "centre is the red product: {px:?}"
+        );
+        // No catalogue white left: corners are belt.
+        for (x, y) in [(0, 0), (59, 0), (0, 79), (59, 79)] {
+            let p = frame.image.get_pixel(x, y).0;
+            assert!(p.iter().any(|&v| v < 235), "corner ({x},{y}) {p:?}");
+        }
+    }
+
+    #[test]
+    fn mirroring_twice_is_identity() {
+        let img = product_image();
+        assert_eq!(mirrored(&mirrored(&img)), img);
+        assert_ne!(mirrored(&img), img);
+    }
+}

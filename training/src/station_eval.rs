@@ -1,0 +1,169 @@
+//! Scoring an exported model on station frames, through the runtime (`tagger::model`, tract):
+//! each frame is encoded as a camera would send it, decoded and fitted by `tag`'s own
+//! preprocessing, and classified by the ONNX file that ships. The figures are therefore those
+//! `tag` gets, float or int8, not those of the training graph.
+//!
+//! Columns: catalogue (the photos as they are), mirrored catalogue, station `mild`, `hard` and
+//! `tray` (top-1 accuracy over the split's classes), `empty` (share of product-less frames
+//! reported as a product at the station threshold), and for products of other kinds the share
+//! left below the threshold (or called `none`), next to the share of the split's own photos
+//! still tagged right above it.
+
+use crate::cache::ImageCache;
+use crate::cutout::product_mask;
+use crate::split::Entry;
+use crate::station::{self, Level, Product};
+use anyhow::{bail, Result};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use tagger::classify::{self, NONE, UNKNOWN};
+use tagger::model::Model;
+
+/// The station threshold of the device configs (`[verdict] threshold`).
+pub const STATION_THRESHOLD: f32 = 0.6;
+
+/// One model's figures on one split part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StationScores {
+    pub part: String,
+    pub threshold: f32,
+    pub images: usize,
+    pub catalogue: f64,
+    pub mirrored: f64,
+    pub mild: f64,
+    pub hard: f64,
+    pub tray: f64,
+    pub empty_frames: usize,
+    /// Share of empty frames reported as a product (neither `none` nor below the threshold).
+    pub empty_as_product: f64,
+    pub other_kinds: usize,
+    /// Share of other-kind photos not reported as one of the classes (below threshold or `none`).
+    pub others_not_reported: Option<f64>,
+    /// Share of the split's catalogue photos tagged right at or above the threshold.
+    pub catalogue_right_above_threshold: f64,
+}
+
+/// Classifies network-sized CHW frames; returns (argmax, reported label or None) per frame.
+fn classify(model: &Model, frames: &[Vec<u8>]) -> Result<Vec<(usize, Option<String>)>> {
+    let mut out = Vec::with_capacity(frames.len());
+    for chunk in frames.chunks(256) {
+        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        let logits = model.logits(&model.batch_input(&refs), refs.len())?;
+        for l in logits.chunks(model.classes()) {
+            if l.iter().any(|v| !v.is_finite()) {
+                bail!("{}: non-finite logits", model.source);
+            }
+            let v = classify::verdict(l, &model.info.labels, 1, STATION_THRESHOLD);
+            let reported = (v.label != UNKNOWN && v.label != NONE).then_some(v.label);
+            out.push((classify::argmax(l), reported));
+        }
+    }
+    Ok(out)
+}
+
+fn accuracy(pred: &[(usize, Option<String>)], truth: &[usize]) -> f64 {
+    let hits = pred.iter().zip(truth).filter(|(p, &t)| p.0 == t).count();
+    hits as f64 / truth.len().max(1) as f64
+}
+
+/// Renders one level's frames for `entries` (empty: `empties` frames) as network input bytes.
+pub fn level_inputs(
+    level: Level,
+    part: &str,
+    entries: &[Entry],
+    empties: usize,
+    cache: &ImageCache,
+) -> Vec<Vec<u8>> {
+    if !level.has_product() {
+        return (0..empties as u64)
+            .into_par_iter()
+            .map(|i| station::level_frame(level, part, i, None).to_chw())
+            .collect();
+    }
+    entries
+        .par_iter()
+        .filter_map(|&(id, _)| cache.get(id).map(|img| (id, img)))
+        .map(|(id, img)| {
+            let mask = product_mask(img);
+            let p = Product {
+                chw: img,
+                mask: &mask,
+            };
+            station::level_frame(level, part, id, Some(p)).to_chw()
+        })
+        .collect()
+}
+
+/// Scores `model` on `part` ("val" or "test"): `entries` of the split's classes (class index =
+/// the model's output index), `others` the other kinds' ids, `empties` empty frames.
+pub fn score(
+    model: &Model,
+    part: &str,
+    entries: &[Entry],
+    others: &[u64],
+    empties: usize,
+    cache: &ImageCache,
+) -> Result<StationScores> {
+    let present: Vec<Entry> = entries
+        .iter()
+        .copied()
+        .filter(|e| cache.get(e.0).is_some())
+        .collect();
+    if present.is_empty() {
+        bail!("no {part} images to score");
+    }
+    let truth: Vec<usize> = present.iter().map(|e| e.1).collect();
+    let catalogue: Vec<Vec<u8>> = present
+        .iter()
+        .map(|e| cache.get(e.0).expect("present").to_vec())
+        .collect();
+    let cat = classify(model, &catalogue)?;
+    let right_above = cat
+        .iter()
+        .zip(&present)
+        .filter(|(p, e)| p.1.as_deref() == Some(model.info.labels[e.1].as_str()))
+        .count() as f64
+        / present.len() as f64;
+    let mirrored: Vec<Vec<u8>> = catalogue.iter().map(|c| station::mirrored(c)).collect();
+    let mirrored = accuracy(&classify(model, &mirrored)?, &truth);
+    let level_acc = |level: Level| -> Result<f64> {
+        let frames = level_inputs(level, part, &present, 0, cache);
+        Ok(accuracy(&classify(model, &frames)?, &truth))
+    };
+    let (mild, hard, tray) = (
+        level_acc(Level::Mild)?,
+        level_acc(Level::Hard)?,
+        level_acc(Level::Tray)?,
+    );
+    let empty = classify(
+        model,
+        &level_inputs(Level::Empty, part, &[], empties, cache),
+    )?;
+    let empty_as_product =
+        empty.iter().filter(|p| p.1.is_some()).count() as f64 / empties.max(1) as f64;
+    let other_imgs: Vec<Vec<u8>> = others
+        .iter()
+        .filter_map(|&id| cache.get(id).map(<[u8]>::to_vec))
+        .collect();
+    let others_not_reported = if other_imgs.is_empty() {
+        None
+    } else {
+        let p = classify(model, &other_imgs)?;
+        Some(p.iter().filter(|p| p.1.is_none()).count() as f64 / p.len() as f64)
+    };
+    Ok(StationScores {
+        part: part.to_string(),
+        threshold: STATION_THRESHOLD,
+        images: present.len(),
+        catalogue: accuracy(&cat, &truth),
+        mirrored,
+        mild,
+        hard,
+        tray,
+        empty_frames: empties,
+        empty_as_product,
+        other_kinds: other_imgs.len(),
+        others_not_reported,
+        catalogue_right_above_threshold: right_above,
+    })
+}
