@@ -51,10 +51,18 @@ pub struct Annotation<'a> {
 
 const GREEN: Rgb888 = Rgb888::new(0, 200, 70);
 const AMBER: Rgb888 = Rgb888::new(255, 170, 0);
+const GREY: Rgb888 = Rgb888::new(160, 160, 160);
 
 /// Draws the ROI box and a label banner. Frames narrower than ~200 px get the small font.
 pub fn draw(frame: &mut RgbImage, roi: &Roi, note: &Annotation) {
-    let colour = if note.uncertain { AMBER } else { GREEN };
+    // An empty belt (`none`) is the normal idle state, not something to look at: grey.
+    let colour = if note.label == crate::classify::NONE {
+        GREY
+    } else if note.uncertain {
+        AMBER
+    } else {
+        GREEN
+    };
     let (fw, fh) = (frame.width(), frame.height());
     let (x, y, w, h) = roi.pixels(fw, fh);
     let thickness = (fw.min(fh) / 160).max(1);

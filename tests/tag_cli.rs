@@ -393,10 +393,23 @@ fn every_shipped_int8_model_runs_in_tract_and_carries_labels() {
                 13 - same
             );
             let info = tagger::model::read_info(&std::fs::read(&q).unwrap()).unwrap();
-            assert_eq!(info.labels.len(), 13);
+            let float_info =
+                tagger::model::read_info(&std::fs::read(&float_path).unwrap()).unwrap();
+            assert_eq!(info.labels, float_info.labels);
+            // 13 classes, plus `none` for a station model.
+            let products = info.labels.iter().filter(|l| *l != "none").count();
+            assert_eq!(products, 13);
             assert!(info.quantization.unwrap().contains("calibration_images"));
         }
     }
+}
+
+/// The station model (`models/robust.onnx`, with a `none` output), as the device configs use it.
+fn robust() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models/robust.onnx")
+        .display()
+        .to_string()
 }
 
 #[test]
@@ -408,7 +421,8 @@ fn an_empty_belt_is_none_in_every_format() {
         .display()
         .to_string();
     let shoes = example("shoes.jpg");
-    let human = tag(&[&belt, &shoes]);
+    let m = robust();
+    let human = tag(&["--model", &m, &belt, &shoes]);
     assert_eq!(human.status.code(), Some(0), "{}", stderr(&human));
     let lines: Vec<Vec<String>> = stdout(&human)
         .lines()
@@ -416,11 +430,36 @@ fn an_empty_belt_is_none_in_every_format() {
         .collect();
     assert_eq!(lines[0][1], "none", "{lines:?}");
     assert_eq!(lines[1][1], "Shoes", "{lines:?}");
-    let json = jsonl(&tag(&["--format", "jsonl", &belt, &shoes]));
+    let json = jsonl(&tag(&["--model", &m, "--format", "jsonl", &belt, &shoes]));
     assert_eq!(json[0]["label"], "none");
     assert_eq!(json[1]["label"], "Shoes");
-    let csv_out = stdout(&tag(&["--format", "csv", &belt]));
+    let csv_out = stdout(&tag(&["--model", &m, "--format", "csv", &belt]));
     let mut rdr = csv::Reader::from_reader(csv_out.as_bytes());
     let row = rdr.records().next().unwrap().unwrap();
     assert_eq!(&row[1], "none");
+}
+
+#[test]
+fn the_station_model_labels_the_example_photos() {
+    // Same rule as for the built-in model: at most two of the 13 held-out photos wrong.
+    let out = tag(&[
+        "--model",
+        &robust(),
+        "--format",
+        "jsonl",
+        &examples().display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut files: Vec<String> = std::fs::read_dir(examples())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let wrong: Vec<String> = files
+        .iter()
+        .zip(jsonl(&out))
+        .filter(|(f, v)| v["label"] != expected_label(f).as_str())
+        .map(|(f, v)| format!("{f}: {}", v["label"]))
+        .collect();
+    assert!(wrong.len() <= 2, "mislabelled: {wrong:?}");
 }

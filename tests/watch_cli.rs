@@ -372,7 +372,8 @@ fn passby() -> (std::path::PathBuf, Vec<(String, String)>) {
 }
 
 /// A station config that replays `source` with the Raspberry Pi 4 file's ROI and verdict
-/// settings (its camera is 640x480, like the fixture frames).
+/// settings (its camera is 640x480, like the fixture frames) and the station model the device
+/// files use.
 fn pi4_replay_config(dir: &Path, source: &Path) -> std::path::PathBuf {
     let pi4 = tagger::config::StationConfig::load(Path::new("firmware-config/raspberry-pi-4.toml"))
         .unwrap();
@@ -380,7 +381,10 @@ fn pi4_replay_config(dir: &Path, source: &Path) -> std::path::PathBuf {
     std::fs::write(
         &cfg,
         format!(
-            "target = \"pi4 replay\"\n[source]\nuri = \"{}\"\n[roi]\nx = {}\ny = {}\nwidth = {}\nheight = {}\n[verdict]\nthreshold = {}\ndebounce = {}\n[output]\nstats_json = true\n",
+            "target = \"pi4 replay\"\n[model]\npath = \"{}\"\n[source]\nuri = \"{}\"\n[roi]\nx = {}\ny = {}\nwidth = {}\nheight = {}\n[verdict]\nthreshold = {}\ndebounce = {}\n[output]\nstats_json = true\n",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("models/robust.onnx")
+                .display(),
             source.display(),
             pi4.roi.x,
             pi4.roi.y,
@@ -451,7 +455,10 @@ fn station_frames_through_watch_agree_with_batch_tagging_of_the_crops() {
             .save(crops.join(file.replace(".jpg", ".png")))
             .unwrap();
     }
+    let robust = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/robust.onnx");
     let batch = jsonl(&tag(&[
+        "--model",
+        robust.to_str().unwrap(),
         "--format",
         "jsonl",
         "--threshold",

@@ -6,6 +6,8 @@
 # and test into models/robust.json.
 #   training/scripts/robust.sh DATA_DIR
 # Resumable: a finished run is not retrained, a killed one resumes from its last checkpoint.
+# ROBUST_EPOCHS, ROBUST_SEED, ROBUST_OUT and ROBUST_ARGS (extra `train` options) make variants;
+# ROBUST_TRAIN_ONLY=1 stops after training.
 set -euo pipefail
 data=${1:?usage: robust.sh DATA_DIR}
 bin=${TRAINING_BIN:-target/release/training}
@@ -22,10 +24,11 @@ case $(run_state "$out" "$epochs") in
     resume) resume=(--resume) ;;
 esac
 if [[ $(run_state "$out" "$epochs") != done ]]; then
+    # shellcheck disable=SC2086  # ROBUST_ARGS is a list of options
     "$bin" train --data "$data" --name robust --out "$out" --epochs "$epochs" --batch-size 64 \
         --lr 0.004 --weight-decay 0.0005 --layers 48:4/4v,64v,96/2v,128v,160 --dropout 0.3 \
         --station --negatives models/negatives.json --label-smoothing 0.05 --warmup-epochs 1 \
-        --seed "$seed" "${resume[@]}"
+        --seed "$seed" ${ROBUST_ARGS:-} "${resume[@]}"
 fi
 [[ -n ${ROBUST_TRAIN_ONLY:-} ]] && exit 0
 "$bin" evaluate --data "$data" --run "$out"

@@ -99,19 +99,7 @@ impl Augment {
 }
 
 fn bilinear(p: &[u8], w: usize, h: usize, x: f32, y: f32) -> f32 {
-    let at = |xi: i64, yi: i64| -> f32 {
-        if xi < 0 || yi < 0 || xi >= w as i64 || yi >= h as i64 {
-            PAD_VALUE as f32
-        } else {
-            p[yi as usize * w + xi as usize] as f32
-        }
-    };
-    let (x0, y0) = (x.floor(), y.floor());
-    let (fx, fy) = (x - x0, y - y0);
-    let (x0, y0) = (x0 as i64, y0 as i64);
-    let top = at(x0, y0) * (1.0 - fx) + at(x0 + 1, y0) * fx;
-    let bottom = at(x0, y0 + 1) * (1.0 - fx) + at(x0 + 1, y0 + 1) * fx;
-    top * (1.0 - fy) + bottom * fy
+    crate::station::sample(p, w, h, x, y, PAD_VALUE as f32)
 }
 
 /// A PNG grid: each row is one training image, then `variants` augmented copies of it, at 2x.

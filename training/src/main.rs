@@ -86,6 +86,9 @@ enum Cmd {
         /// Vary how products are cut out (standard, loose with halos, tight) in station runs.
         #[arg(long, requires = "station")]
         cut_jitter: bool,
+        /// Share of product samples kept in the catalogue look in station runs.
+        #[arg(long, default_value_t = 0.25, requires = "station")]
+        catalogue_share: f32,
         /// Label smoothing (share of each target spread over all outputs).
         #[arg(long, default_value_t = 0.0)]
         label_smoothing: f64,
@@ -360,6 +363,7 @@ fn run(cli: Cli) -> Result<()> {
             station,
             negatives,
             cut_jitter,
+            catalogue_share,
             label_smoothing,
             warmup_epochs,
             seed,
@@ -400,6 +404,7 @@ fn run(cli: Cli) -> Result<()> {
                 labels,
                 station: station.then(|| training::train::StationTraining {
                     cut_jitter,
+                    catalogue_share,
                     ..training::train::StationTraining::new(
                         negatives.as_ref().map(|(p, _)| p.display().to_string()),
                     )
@@ -965,12 +970,17 @@ fn reproduce_commands(cfg: &TrainConfig, split: &Path, run: &Path, out: &Path) -
                 " --augment".to_string()
             } else if let Some(st) = &cfg.station {
                 format!(
-                    " --station{}{}{}{}",
+                    " --station{}{}{}{}{}",
                     st.negatives
                         .as_ref()
                         .map(|n| format!(" --negatives {n}"))
                         .unwrap_or_default(),
                     if st.cut_jitter { " --cut-jitter" } else { "" },
+                    if st.catalogue_share != 0.25 {
+                        format!(" --catalogue-share {}", st.catalogue_share)
+                    } else {
+                        String::new()
+                    },
                     if cfg.label_smoothing > 0.0 {
                         format!(" --label-smoothing {}", cfg.label_smoothing)
                     } else {

@@ -595,8 +595,13 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
         "- The weakest classes are the look-alikes: Sandal vs Shoes vs Flip Flops and Wallets vs \
            Bags (per-class table). More resolution does not exist in these 60x80 photos; a wider \
            last stage or class-balanced sampling targets them directly.\n\
-         - Augmentation for longer (30+ epochs) or milder, and scored on real camera frames, which \
-           is where its invariances matter; a held-out set of conveyor photos would settle it.\n\
+         - Station frames are rendered, not photographed: a few hundred real frames from a \
+           station (labelled by the operators' corrections) would tell how far the rendered \
+           belts are from real ones, and could join the benchmark.\n\
+         - `robust` was trained once per recipe: its ingredients (30 epochs, warm-up, label \
+           smoothing, negatives, cut-out jitter) are not ablated one by one with 2-3 seeds, and a \
+           weight moving average or extra heads (articleType, gender) for Shoes vs Sandal vs Flip \
+           Flops are untried.\n\
          - Sweep weight decay and width at the chosen learning rate, with 2-3 seeds per point: the \
            standard error of the validation accuracy is {se_pp:.2} pp, so single-run gaps of that \
            size do not rank settings.\n\

@@ -262,7 +262,7 @@ fn range(rng: &mut StdRng, (lo, hi): (f32, f32)) -> f32 {
 }
 
 /// Bilinear sample of one channel plane (`w x h`); outside the plane: `outside`.
-fn sample(p: &[u8], w: usize, h: usize, x: f32, y: f32, outside: f32) -> f32 {
+pub fn sample(p: &[u8], w: usize, h: usize, x: f32, y: f32, outside: f32) -> f32 {
     let at = |xi: i64, yi: i64| -> f32 {
         if xi < 0 || yi < 0 || xi >= w as i64 || yi >= h as i64 {
             outside
@@ -426,28 +426,31 @@ fn blur(img: &mut [[f32; 3]], w: usize, h: usize, sigma: f32) {
     let sum: f32 = kernel.iter().sum();
     let kernel: Vec<f32> = kernel.iter().map(|k| k / sum).collect();
     let mut tmp = vec![[0.0f32; 3]; img.len()];
-    for y in 0..h {
-        for x in 0..w {
+    blur_pass(img, &mut tmp, (w, h), &kernel, (1, 0));
+    blur_pass(&tmp, img, (w, h), &kernel, (0, 1));
+}
+
+/// One direction of a separable blur: `(dx, dy)` is (1, 0) for rows, (0, 1) for columns.
+fn blur_pass(
+    src: &[[f32; 3]],
+    dst: &mut [[f32; 3]],
+    (w, h): (usize, usize),
+    kernel: &[f32],
+    (dx, dy): (i64, i64),
+) {
+    let r = (kernel.len() / 2) as i64;
+    for y in 0..h as i64 {
+        for x in 0..w as i64 {
             let mut acc = [0.0f32; 3];
             for (j, k) in kernel.iter().enumerate() {
-                let xx = (x as i64 + j as i64 - r).clamp(0, w as i64 - 1) as usize;
+                let o = j as i64 - r;
+                let xx = (x + o * dx).clamp(0, w as i64 - 1) as usize;
+                let yy = (y + o * dy).clamp(0, h as i64 - 1) as usize;
                 for c in 0..3 {
-                    acc[c] += k * img[y * w + xx][c];
+                    acc[c] += k * src[yy * w + xx][c];
                 }
             }
-            tmp[y * w + x] = acc;
-        }
-    }
-    for y in 0..h {
-        for x in 0..w {
-            let mut acc = [0.0f32; 3];
-            for (j, k) in kernel.iter().enumerate() {
-                let yy = (y as i64 + j as i64 - r).clamp(0, h as i64 - 1) as usize;
-                for c in 0..3 {
-                    acc[c] += k * tmp[yy * w + x][c];
-                }
-            }
-            img[y * w + x] = acc;
+            dst[y as usize * w + x as usize] = acc;
         }
     }
 }

@@ -321,6 +321,18 @@ pub fn make_batch(
     }
 }
 
+/// One row of logits per image of a batch.
+fn logit_rows(model: &Cnn, x: Tensor<4>) -> Vec<Vec<f32>> {
+    let y = model.forward(x);
+    let [_, classes] = y.dims();
+    let v: Vec<f32> = y
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32 logits");
+    v.chunks(classes).map(<[f32]>::to_vec).collect()
+}
+
 /// Network-sized frames through a (non-training) model: logits per frame.
 pub fn predict_frames(
     model: &Cnn,
@@ -338,14 +350,7 @@ pub fn predict_frames(
             TensorData::new(input, [chunk.len(), 3, HEIGHT as usize, WIDTH as usize]),
             device,
         );
-        let y = model.forward(x);
-        let [_, classes] = y.dims();
-        let v: Vec<f32> = y
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("f32 logits");
-        out.extend(v.chunks(classes).map(<[f32]>::to_vec));
+        out.extend(logit_rows(model, x));
     }
     out
 }
@@ -443,14 +448,7 @@ pub fn predict(
     for chunk in entries.chunks(256) {
         let (x, _, n) = batch_tensors(cache, chunk, norm, device);
         if n > 0 {
-            let y = model.forward(x);
-            let [_, classes] = y.dims();
-            let v: Vec<f32> = y
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .expect("f32 logits");
-            logits.extend(v.chunks(classes).map(<[f32]>::to_vec));
+            logits.extend(logit_rows(model, x));
         }
         targets.extend(
             chunk
