@@ -74,6 +74,8 @@ pub struct Inputs {
     pub histories: Vec<Vec<EpochLog>>,
     pub sweep: Vec<SweepRun>,
     pub arch_sweep: Vec<ArchRun>,
+    /// Station-model variants (runs/station-runs), chosen on validation station frames.
+    pub station_runs: Vec<ArchRun>,
 }
 
 /// The architecture sweep's choice: the best validation accuracy of any epoch.
@@ -99,20 +101,13 @@ fn copy_if_present(from: &Path, to: &Path) -> Result<bool> {
     Ok(true)
 }
 
-/// Copies the per-epoch logs of the shipped models and of the sweep from `runs` into `data`.
-/// Missing runs are fine: the copies already in `data` are used.
-pub fn collect(runs: &Path, data: &Path) -> Result<usize> {
+/// Copies each run folder's `config.json` and `history.csv` in `from` to `<run>.config.json` and
+/// `<run>.csv` in `to`.
+fn copy_runs(from: &Path, to: &Path) -> Result<usize> {
     let mut n = 0;
-    for m in MODELS {
-        n += copy_if_present(
-            &runs.join(m).join("history.csv"),
-            &data.join("history").join(format!("{m}.csv")),
-        )? as usize;
-    }
-    if let Ok(entries) = std::fs::read_dir(runs.join("sweep-arch")) {
+    if let Ok(entries) = std::fs::read_dir(from) {
         for e in entries.flatten().filter(|e| e.path().is_dir()) {
             let name = e.file_name().to_string_lossy().into_owned();
-            let to = data.join("sweep-arch");
             if e.path().join("history.csv").is_file() {
                 n += copy_if_present(
                     &e.path().join("config.json"),
@@ -124,6 +119,22 @@ pub fn collect(runs: &Path, data: &Path) -> Result<usize> {
                 )? as usize;
             }
         }
+    }
+    Ok(n)
+}
+
+/// Copies the per-epoch logs of the shipped models and of the sweep from `runs` into `data`.
+/// Missing runs are fine: the copies already in `data` are used.
+pub fn collect(runs: &Path, data: &Path) -> Result<usize> {
+    let mut n = 0;
+    for m in MODELS {
+        n += copy_if_present(
+            &runs.join(m).join("history.csv"),
+            &data.join("history").join(format!("{m}.csv")),
+        )? as usize;
+    }
+    for folder in ["sweep-arch", "station-runs"] {
+        n += copy_runs(&runs.join(folder), &data.join(folder))?;
     }
     if let Ok(entries) = std::fs::read_dir(runs.join("sweep-lr")) {
         for e in entries.flatten() {
@@ -180,8 +191,22 @@ pub fn load(models: &Path, data: &Path) -> Result<Inputs> {
         }
     }
     sweep.sort_by(|a, b| a.lr.total_cmp(&b.lr));
-    let mut arch_sweep = vec![];
-    if let Ok(entries) = std::fs::read_dir(data.join("sweep-arch")) {
+    let arch_sweep = read_runs(&data.join("sweep-arch"))?;
+    let station_runs = read_runs(&data.join("station-runs"))?;
+
+    Ok(Inputs {
+        cards,
+        histories,
+        sweep,
+        arch_sweep,
+        station_runs,
+    })
+}
+
+/// Runs saved by [`copy_runs`]: `<run>.config.json` + `<run>.csv`, sorted by name.
+fn read_runs(dir: &Path) -> Result<Vec<ArchRun>> {
+    let mut runs = vec![];
+    if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let Some(variant) = name.strip_suffix(".config.json") else {
@@ -189,9 +214,9 @@ pub fn load(models: &Path, data: &Path) -> Result<Inputs> {
             };
             let config: TrainConfig = serde_json::from_slice(&std::fs::read(e.path())?)
                 .with_context(|| format!("{} is not a run config", e.path().display()))?;
-            let history = read_history(&data.join("sweep-arch").join(format!("{variant}.csv")))?;
+            let history = read_history(&dir.join(format!("{variant}.csv")))?;
             if !history.is_empty() {
-                arch_sweep.push(ArchRun {
+                runs.push(ArchRun {
                     variant: variant.to_string(),
                     config,
                     history,
@@ -199,13 +224,8 @@ pub fn load(models: &Path, data: &Path) -> Result<Inputs> {
             }
         }
     }
-    arch_sweep.sort_by(|a, b| a.variant.cmp(&b.variant));
-    Ok(Inputs {
-        cards,
-        histories,
-        sweep,
-        arch_sweep,
-    })
+    runs.sort_by(|a, b| a.variant.cmp(&b.variant));
+    Ok(runs)
 }
 
 fn pct(x: f64) -> String {
@@ -689,6 +709,67 @@ fn station_table(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
              docs/img/station-frames.png`:\n\n![station frames]({img}/station-frames.png)\n",
             t.images, t.empty_frames, t.other_kinds
         )?;
+    }
+    if !inp.station_runs.is_empty() {
+        writeln!(
+            md,
+            "### Station model variants (validation)\n\n`robust` is the variant with the best \
+             checkpoint score: the mean of catalogue, `mild` and `hard` validation accuracy less \
+             the share of empty validation frames reported as a product (the score each run \
+             also uses to keep its best epoch). Logs in docs/data/station-runs/.\n"
+        )?;
+        writeln!(
+            md,
+            "| variant | seed | epochs | catalogue share | cut-out jitter | label smoothing | best epoch | score | val catalogue | val mild | val hard | val empty as product | images/s |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")?;
+        let best_of = |r: &ArchRun| -> EpochLog {
+            let mut best = r.history[0].clone();
+            for e in &r.history[1..] {
+                if e.selection_score() > best.selection_score() {
+                    best = e.clone();
+                }
+            }
+            best
+        };
+        let chosen = inp
+            .station_runs
+            .iter()
+            .max_by(|a, b| {
+                best_of(a)
+                    .selection_score()
+                    .total_cmp(&best_of(b).selection_score())
+            })
+            .map(|r| r.variant.clone());
+        for r in &inp.station_runs {
+            let b = best_of(r);
+            let st = r.config.station.as_ref();
+            let mut ips: Vec<f64> = r.history.iter().map(|h| h.images_per_s).collect();
+            ips.sort_by(f64::total_cmp);
+            writeln!(
+                md,
+                "| {}{} | {} | {} | {} | {} | {} | {} | {:.4} | {} | {} | {} | {} | {:.0} |",
+                r.variant,
+                if chosen.as_deref() == Some(r.variant.as_str()) {
+                    " (chosen)"
+                } else {
+                    ""
+                },
+                r.config.seed,
+                r.config.epochs,
+                st.map_or("-".into(), |s| format!("{:.2}", s.catalogue_share)),
+                st.map_or("-", |s| if s.cut_jitter { "yes" } else { "no" }),
+                r.config.label_smoothing,
+                b.epoch,
+                b.selection_score(),
+                pct(b.val_acc),
+                b.val_mild.map_or("-".into(), pct),
+                b.val_hard.map_or("-".into(), pct),
+                b.val_empty_product.map_or("-".into(), pct),
+                ips[ips.len() / 2],
+            )?;
+        }
+        writeln!(md)?;
     }
     Ok(())
 }

@@ -348,14 +348,14 @@ pub fn render(
                         }
                     }
                     let darken = 1.0 - strength * a / 9.0;
-                    for c in 0..3 {
-                        bg[i][c] *= darken;
+                    for v in bg[i].iter_mut() {
+                        *v *= darken;
                     }
                 }
                 let (sx, sy) = to_src(px, py);
                 let a = alpha(sx, sy);
                 if a > 0.0 {
-                    for c in 0..3 {
+                    for (c, out) in bg[i].iter_mut().enumerate() {
                         // Clamp to the edge for colour: alpha decides what shows.
                         let v = sample(
                             &p.chw[c * plane..(c + 1) * plane],
@@ -365,7 +365,7 @@ pub fn render(
                             sy.clamp(0.0, h as f32 - 1.0),
                             255.0,
                         );
-                        bg[i][c] = a * v + (1.0 - a) * bg[i][c];
+                        *out = a * v + (1.0 - a) * *out;
                     }
                 }
             }
@@ -390,15 +390,15 @@ pub fn render(
     }
     let sigma = range(&mut rng, scene.noise);
     let mut image = RgbImage::new(out_w as u32, out_h as u32);
-    for (i, px) in image.pixels_mut().enumerate() {
-        for c in 0..3 {
+    for (px, value) in image.pixels_mut().zip(&bg) {
+        for (c, v) in value.iter().enumerate() {
             let n = if sigma > 0.0 {
                 // Sum of three uniforms: near-Gaussian, variance 1.
                 (0..3).map(|_| rng.random_range(-1.0f32..1.0)).sum::<f32>() * sigma
             } else {
                 0.0
             };
-            px.0[c] = (bg[i][c] + n).round().clamp(0.0, 255.0) as u8;
+            px.0[c] = (v + n).round().clamp(0.0, 255.0) as u8;
         }
     }
     let jpeg_quality = scene.jpeg.map(|(lo, hi)| {

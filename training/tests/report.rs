@@ -14,6 +14,17 @@ fn history(val_accs: &[f64]) -> String {
     s
 }
 
+/// A station run's log: (catalogue, mild, hard, empty-as-product) validation figures per epoch.
+fn station_history(epochs: &[(f64, f64, f64, f64)]) -> String {
+    let mut s = String::from(
+        "epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds,images_per_s,val_mild,val_hard,val_empty_product\n",
+    );
+    for (i, (c, m, h, e)) in epochs.iter().enumerate() {
+        s += &format!("{},0.001,0.5,0.9,0.3,{c},100.0,250.0,{m},{h},{e}\n", i + 1);
+    }
+    s
+}
+
 #[test]
 fn report_renders_from_cards_and_logs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -81,7 +92,23 @@ fn report_renders_from_cards_and_logs() {
         )
         .unwrap();
     }
-    assert_eq!(report::collect(&runs, &data).unwrap(), 8);
+    // Two station-model variants: `s1` has the better catalogue accuracy, `s2` the better
+    // station score (mean of catalogue, mild and hard, less empty frames reported).
+    for (variant, epochs) in [
+        (
+            "s1",
+            vec![(0.97, 0.80, 0.70, 0.02), (0.975, 0.82, 0.72, 0.01)],
+        ),
+        ("s2", vec![(0.95, 0.93, 0.90, 0.0), (0.96, 0.94, 0.91, 0.0)]),
+    ] {
+        let d = runs.join("station-runs").join(variant);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("history.csv"), station_history(&epochs)).unwrap();
+        let mut cfg = config(0.3);
+        cfg.station = Some(training::train::StationTraining::new(None));
+        std::fs::write(d.join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
+    }
+    assert_eq!(report::collect(&runs, &data).unwrap(), 12);
     let out = report::write(&models, &data, &docs).unwrap();
     let md = std::fs::read_to_string(out).unwrap();
     assert!(md.contains("| baseline | **97.03%**"), "{md}");
@@ -96,6 +123,15 @@ fn report_renders_from_cards_and_logs() {
     assert!(md.contains("| b | `32:4/4v,64v` |"), "{md}");
     assert!(
         md.contains("+1.73 pp vs baseline") || md.contains("(+1.73 pp vs baseline)"),
+        "{md}"
+    );
+    assert!(md.contains("| s2 (chosen) | 1 | 2 | 0.25 | no |"), "{md}");
+    assert!(md.contains("| s1 | 1 | 2 |"), "{md}");
+    // The baseline card's station figures are in the station table.
+    let mild = base["station"]["float_test"]["mild"].as_f64().unwrap();
+    assert!(
+        md.contains("| baseline | float | 97.03% | ")
+            && md.contains(&format!("{:.2}%", mild * 100.0)),
         "{md}"
     );
     for png in ["sweep-lr.png", "compare-val.png"] {
