@@ -247,3 +247,26 @@ pub fn sample_grid(
     grid.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
     Ok(png)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_rois_are_checked() {
+        assert_eq!(parse_size("640x480").unwrap(), (640, 480));
+        assert!(parse_size("640").is_err());
+        assert!(parse_size("8x8").is_err());
+        assert_eq!(parse_roi("0.25,0,0.5,1").unwrap(), [0.25, 0.0, 0.5, 1.0]);
+        for bad in ["0.5,0,0.8,1", "0,0,0,1", "a,b,c,d", "0,0,1"] {
+            assert!(parse_roi(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn spread_takes_classes_in_turn() {
+        let entries = [(1, 0), (2, 0), (3, 0), (4, 1), (5, 2), (6, 2)];
+        assert_eq!(spread(&entries, 3, 4), vec![(1, 0), (4, 1), (5, 2), (2, 0)]);
+        assert_eq!(spread(&entries, 3, 100).len(), 6);
+    }
+}

@@ -921,7 +921,8 @@ fn quantize_cmd(
 }
 
 /// Sections other commands wrote into an existing card (`int8`, `int8_qdq`, `station`) survive
-/// a re-export; they describe files that export does not touch.
+/// a re-export of the same model (same ONNX bytes); for a changed model they would describe
+/// files and figures of the old one, so they are dropped and the commands to redo are named.
 fn keep_sections(card_path: &Path, card: &mut serde_json::Value) {
     let Ok(bytes) = std::fs::read(card_path) else {
         return;
@@ -929,10 +930,20 @@ fn keep_sections(card_path: &Path, card: &mut serde_json::Value) {
     let Ok(serde_json::Value::Object(old)) = serde_json::from_slice(&bytes) else {
         return;
     };
+    let same_model = old.get("onnx_sha256") == card.get("onnx_sha256");
+    let sections = ["int8", "int8_qdq", "station"];
     if let serde_json::Value::Object(new) = card {
         for (k, v) in old {
-            if ["int8", "int8_qdq", "station"].contains(&k.as_str()) {
-                new.entry(k).or_insert(v);
+            if sections.contains(&k.as_str()) {
+                if same_model {
+                    new.entry(k).or_insert(v);
+                } else {
+                    eprintln!(
+                        "{}: the model changed, its `{k}` section is dropped: run `training {}` again",
+                        card_path.display(),
+                        if k == "station" { "station" } else { "quantize" }
+                    );
+                }
             }
         }
     }
@@ -1008,4 +1019,26 @@ fn reproduce_commands(cfg: &TrainConfig, split: &Path, run: &Path, out: &Path) -
             out.display()
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_sections;
+    use serde_json::json;
+
+    #[test]
+    fn a_re_export_keeps_int8_and_station_only_for_the_same_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        let old = json!({"onnx_sha256": "aa", "metrics": 1, "int8": {"x": 1}, "station": {"y": 2}});
+        std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
+        let mut same = json!({"onnx_sha256": "aa", "metrics": 2});
+        keep_sections(&path, &mut same);
+        assert_eq!(same["int8"], json!({"x": 1}));
+        assert_eq!(same["station"], json!({"y": 2}));
+        assert_eq!(same["metrics"], 2, "the new card's own fields win");
+        let mut changed = json!({"onnx_sha256": "bb", "metrics": 2});
+        keep_sections(&path, &mut changed);
+        assert!(changed.get("int8").is_none() && changed.get("station").is_none());
+    }
 }

@@ -251,7 +251,7 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
     let base = by_name("baseline").map(|i| &inp.cards[i].card);
     writeln!(
         md,
-        "# Experiment report: baseline, tuned, augmented and fast CNNs\n"
+        "# Experiment report: baseline, tuned, augmented, fast and robust CNNs\n"
     )?;
     writeln!(
         md,
