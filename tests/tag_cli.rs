@@ -404,14 +404,6 @@ fn every_shipped_int8_model_runs_in_tract_and_carries_labels() {
     }
 }
 
-/// The station model (`models/robust.onnx`, with a `none` output), as the device configs use it.
-fn robust() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("models/robust.onnx")
-        .display()
-        .to_string()
-}
-
 #[test]
 fn an_empty_belt_is_none_in_every_format() {
     // A rendered empty belt (`training frames --level empty`, tests/fixtures/README.md) next to
@@ -421,7 +413,7 @@ fn an_empty_belt_is_none_in_every_format() {
         .display()
         .to_string();
     let shoes = example("shoes.jpg");
-    let m = robust();
+    let m = robust_model();
     let human = tag(&["--model", &m, &belt, &shoes]);
     assert_eq!(human.status.code(), Some(0), "{}", stderr(&human));
     let lines: Vec<Vec<String>> = stdout(&human)
@@ -444,7 +436,7 @@ fn the_station_model_labels_the_example_photos() {
     // Same rule as for the built-in model: at most two of the 13 held-out photos wrong.
     let out = tag(&[
         "--model",
-        &robust(),
+        &robust_model(),
         "--format",
         "jsonl",
         &examples().display().to_string(),

@@ -371,20 +371,21 @@ fn passby() -> (std::path::PathBuf, Vec<(String, String)>) {
     (dir, truth)
 }
 
+fn pi4() -> tagger::config::StationConfig {
+    tagger::config::StationConfig::load(Path::new("firmware-config/raspberry-pi-4.toml")).unwrap()
+}
+
 /// A station config that replays `source` with the Raspberry Pi 4 file's ROI and verdict
 /// settings (its camera is 640x480, like the fixture frames) and the station model the device
 /// files use.
 fn pi4_replay_config(dir: &Path, source: &Path) -> std::path::PathBuf {
-    let pi4 = tagger::config::StationConfig::load(Path::new("firmware-config/raspberry-pi-4.toml"))
-        .unwrap();
+    let pi4 = pi4();
     let cfg = dir.join("pi4-replay.toml");
     std::fs::write(
         &cfg,
         format!(
             "target = \"pi4 replay\"\n[model]\npath = \"{}\"\n[source]\nuri = \"{}\"\n[roi]\nx = {}\ny = {}\nwidth = {}\nheight = {}\n[verdict]\nthreshold = {}\ndebounce = {}\n[output]\nstats_json = true\n",
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("models/robust.onnx")
-                .display(),
+            robust_model(),
             source.display(),
             pi4.roi.x,
             pi4.roi.y,
@@ -444,8 +445,7 @@ fn station_frames_through_watch_agree_with_batch_tagging_of_the_crops() {
     let watched = jsonl(&o);
     assert_eq!(watched.len(), truth.len());
     // The same ROI cut by hand, saved losslessly, tagged as photos.
-    let pi4 = tagger::config::StationConfig::load(Path::new("firmware-config/raspberry-pi-4.toml"))
-        .unwrap();
+    let pi4 = pi4();
     let crops = tmp.path().join("crops");
     std::fs::create_dir(&crops).unwrap();
     for (file, _) in &truth {
@@ -455,10 +455,9 @@ fn station_frames_through_watch_agree_with_batch_tagging_of_the_crops() {
             .save(crops.join(file.replace(".jpg", ".png")))
             .unwrap();
     }
-    let robust = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/robust.onnx");
     let batch = jsonl(&tag(&[
         "--model",
-        robust.to_str().unwrap(),
+        &robust_model(),
         "--format",
         "jsonl",
         "--threshold",

@@ -15,6 +15,14 @@ pub fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/examples")
 }
 
+/// The station model (`models/robust.onnx`, with a `none` output), as the device configs use it.
+pub fn robust_model() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models/robust.onnx")
+        .display()
+        .to_string()
+}
+
 pub fn example(name: &str) -> String {
     examples().join(name).display().to_string()
 }

@@ -600,11 +600,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let split = Split::load(&split)?;
             let cache = open_cache(&data, &cache_dir, &split)?;
-            let entries = if part == "test" {
-                &split.test
-            } else {
-                &split.val
-            };
+            let entries = split.part(&part);
             let opts = training::frames::FrameOptions {
                 part: &part,
                 level,
@@ -717,11 +713,7 @@ fn station_cmd(
             );
         }
         for part in ["val", "test"] {
-            let entries = if part == "test" {
-                &split.test
-            } else {
-                &split.val
-            };
+            let entries = split.part(part);
             let started = std::time::Instant::now();
             let s = score(&m, part, entries, &neg.ids(part), empties, &cache)?;
             eprintln!(
@@ -754,16 +746,25 @@ fn station_cmd(
         )
         .into(),
     );
-    let card_path = model.with_extension("json");
-    if card_path.is_file() {
-        let mut card: serde_json::Value = serde_json::from_slice(&std::fs::read(&card_path)?)?;
-        card["station"] = serde_json::Value::Object(section);
-        training::util::write_json(&card_path, &card)?;
-        eprintln!("station figures written to {}", card_path.display());
-    } else {
-        eprintln!("{} has no model card: figures not saved", model.display());
+    match set_card_section(model, "station", serde_json::Value::Object(section))? {
+        Some(card) => eprintln!("station figures written to {}", card.display()),
+        None => eprintln!("{} has no model card: figures not saved", model.display()),
     }
     Ok(())
+}
+
+/// Sets one section of `model`'s card (`<model>.json`) and writes it back; `None` when the model
+/// has no card.
+fn set_card_section(model: &Path, key: &str, value: serde_json::Value) -> Result<Option<PathBuf>> {
+    let card_path = model.with_extension("json");
+    if !card_path.is_file() {
+        return Ok(None);
+    }
+    let mut card: serde_json::Value = serde_json::from_slice(&std::fs::read(&card_path)?)
+        .with_context(|| format!("{} is not a model card", card_path.display()))?;
+    card[key] = value;
+    training::util::write_json(&card_path, &card)?;
+    Ok(Some(card_path))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -826,23 +827,10 @@ fn quantize_cmd(
             .filter(|(i, _)| i % 2 == 1)
             .map(|(i, img)| {
                 let seed = mix(seed ^ i as u64);
-                let mask = training::cutout::product_mask(img);
-                let product = (i % 10 != 1).then_some(Product {
-                    chw: img,
-                    mask: &mask,
-                });
-                st::render(
-                    product,
-                    &scene,
-                    mix(seed ^ 1),
-                    seed,
-                    (
-                        tagger::preprocess::WIDTH as usize,
-                        tagger::preprocess::HEIGHT as usize,
-                    ),
-                    st::full_rect(),
-                )
-                .to_chw()
+                // One in ten is an empty belt: no product, so no mask to cut.
+                let mask = (i % 10 != 1).then(|| training::cutout::product_mask(img));
+                let product = mask.as_ref().map(|mask| Product { chw: img, mask });
+                st::network_frame(product, &scene, mix(seed ^ 1), seed).to_chw()
             })
             .collect()
     } else {
@@ -893,29 +881,26 @@ fn quantize_cmd(
     );
     let cmp = training::compare::float_vs_int8(&bytes, &q, &split, &cache)?;
     cmp.print();
-    let card_path = model.with_extension("json");
-    if card_path.is_file() {
-        let mut card: serde_json::Value = serde_json::from_slice(&std::fs::read(&card_path)?)?;
-        // The QLinear form is "the" int8 model; the QDQ form gets its own section.
-        let key = match form {
-            Int8Form::Qlinear => "int8",
-            Int8Form::Qdq => "int8_qdq",
-        };
-        card[key] = serde_json::json!({
-            "onnx": out.file_name().map(|f| f.to_string_lossy().into_owned()),
-            "onnx_bytes": q.len(),
-            "onnx_sha256": training::util::sha256_hex(&q),
-            "settings": settings,
-            "comparison": cmp,
-            "reproduce": format!(
-                "cargo run --release -p training -- quantize --data ../shared/data/fashion-product-images-small --split {} --model {} --out {} --calibration-images {} --method {} --form {} --seed {}",
-                split_file.display(), model.display(), out.display(), calibration_images,
-                match method { Calibration::MinMax => "min-max", Calibration::Percentile => "percentile" },
-                match form { Int8Form::Qlinear => "qlinear", Int8Form::Qdq => "qdq" }, seed
-            ),
-        });
-        training::util::write_json(&card_path, &card)?;
-        eprintln!("float vs int8 written to {}", card_path.display());
+    // The QLinear form is "the" int8 model; the QDQ form gets its own section.
+    let key = match form {
+        Int8Form::Qlinear => "int8",
+        Int8Form::Qdq => "int8_qdq",
+    };
+    let section = serde_json::json!({
+        "onnx": out.file_name().map(|f| f.to_string_lossy().into_owned()),
+        "onnx_bytes": q.len(),
+        "onnx_sha256": training::util::sha256_hex(&q),
+        "settings": settings,
+        "comparison": cmp,
+        "reproduce": format!(
+            "cargo run --release -p training -- quantize --data ../shared/data/fashion-product-images-small --split {} --model {} --out {} --calibration-images {} --method {} --form {} --seed {}",
+            split_file.display(), model.display(), out.display(), calibration_images,
+            match method { Calibration::MinMax => "min-max", Calibration::Percentile => "percentile" },
+            match form { Int8Form::Qlinear => "qlinear", Int8Form::Qdq => "qdq" }, seed
+        ),
+    });
+    if let Some(card) = set_card_section(model, key, section)? {
+        eprintln!("float vs int8 written to {}", card.display());
     }
     Ok(())
 }

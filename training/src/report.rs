@@ -55,12 +55,13 @@ pub struct ArchRun {
 }
 
 impl ArchRun {
-    /// The epoch with the best validation accuracy, the first on ties: the checkpoint a run
-    /// keeps (train.rs replaces it only on a strictly better epoch).
+    /// The epoch with the best [`EpochLog::selection_score`] (validation accuracy, or the station
+    /// score of a station run), the first on ties: the checkpoint a run keeps (train.rs replaces
+    /// it only on a strictly better epoch).
     pub fn best(&self) -> &EpochLog {
         let mut best = &self.history[0];
         for e in &self.history[1..] {
-            if e.val_acc > best.val_acc {
+            if e.selection_score() > best.selection_score() {
                 best = e;
             }
         }
@@ -723,26 +724,17 @@ fn station_table(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
             "| variant | seed | epochs | catalogue share | cut-out jitter | label smoothing | best epoch | score | val catalogue | val mild | val hard | val empty as product | images/s |"
         )?;
         writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")?;
-        let best_of = |r: &ArchRun| -> EpochLog {
-            let mut best = r.history[0].clone();
-            for e in &r.history[1..] {
-                if e.selection_score() > best.selection_score() {
-                    best = e.clone();
-                }
-            }
-            best
-        };
         let chosen = inp
             .station_runs
             .iter()
             .max_by(|a, b| {
-                best_of(a)
+                a.best()
                     .selection_score()
-                    .total_cmp(&best_of(b).selection_score())
+                    .total_cmp(&b.best().selection_score())
             })
             .map(|r| r.variant.clone());
         for r in &inp.station_runs {
-            let b = best_of(r);
+            let b = r.best();
             let st = r.config.station.as_ref();
             let mut ips: Vec<f64> = r.history.iter().map(|h| h.images_per_s).collect();
             ips.sort_by(f64::total_cmp);

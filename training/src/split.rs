@@ -148,6 +148,15 @@ impl Split {
         Ok(sha256_hex(&std::fs::read(path)?))
     }
 
+    /// One part by name: "train", "val" or "test" (anything else is test).
+    pub fn part(&self, name: &str) -> &[Entry] {
+        match name {
+            "train" => &self.train,
+            "val" => &self.val,
+            _ => &self.test,
+        }
+    }
+
     pub fn counts(entries: &[Entry], classes: usize) -> Vec<usize> {
         let mut c = vec![0; classes];
         for &(_, l) in entries {

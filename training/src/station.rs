@@ -465,17 +465,32 @@ pub fn full_rect() -> Rect {
     }
 }
 
-/// One network-sized frame of `level` for `product` (ignored for `empty`), as CHW input bytes
-/// after the runtime's preprocessing.
+/// One frame at the network's size, the product (if any) framed like the catalogue photo at
+/// scale 1: what the benchmark, training and calibration render.
+pub fn network_frame(
+    product: Option<Product>,
+    scene: &Scene,
+    surface_seed: u64,
+    seed: u64,
+) -> Frame {
+    render(
+        product,
+        scene,
+        surface_seed,
+        seed,
+        (WIDTH as usize, HEIGHT as usize),
+        full_rect(),
+    )
+}
+
+/// One network-sized frame of `level` for `product` (ignored for `empty`).
 pub fn level_frame(level: Level, part: &str, index: u64, product: Option<Product>) -> Frame {
     let seed = level.seed(part, index);
-    render(
+    network_frame(
         if level.has_product() { product } else { None },
         &level.scene(),
         mix(seed ^ 0x5eed),
         seed,
-        (WIDTH as usize, HEIGHT as usize),
-        full_rect(),
     )
 }
 

@@ -16,7 +16,7 @@ use crate::station::{self, Level, Product};
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use tagger::classify::{self, NONE, UNKNOWN};
+use tagger::classify;
 use tagger::model::Model;
 
 /// The station threshold of the device configs (`[verdict] threshold`).
@@ -43,6 +43,13 @@ pub struct StationScores {
     pub catalogue_right_above_threshold: f64,
 }
 
+/// The product a station would report for one frame's logits: the label at or above
+/// [`STATION_THRESHOLD`] unless it is `none`; `None` when nothing is reported.
+pub fn reported(logits: &[f32], labels: &[String]) -> Option<String> {
+    let v = classify::verdict(logits, labels, 1, STATION_THRESHOLD);
+    classify::is_product(&v.label).then_some(v.label)
+}
+
 /// Classifies network-sized CHW frames; returns (argmax, reported label or None) per frame.
 fn classify(model: &Model, frames: &[Vec<u8>]) -> Result<Vec<(usize, Option<String>)>> {
     let mut out = Vec::with_capacity(frames.len());
@@ -53,9 +60,7 @@ fn classify(model: &Model, frames: &[Vec<u8>]) -> Result<Vec<(usize, Option<Stri
             if l.iter().any(|v| !v.is_finite()) {
                 bail!("{}: non-finite logits", model.source);
             }
-            let v = classify::verdict(l, &model.info.labels, 1, STATION_THRESHOLD);
-            let reported = (v.label != UNKNOWN && v.label != NONE).then_some(v.label);
-            out.push((classify::argmax(l), reported));
+            out.push((classify::argmax(l), reported(l, &model.info.labels)));
         }
     }
     Ok(out)

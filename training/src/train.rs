@@ -216,15 +216,7 @@ fn sample_input(cfg: &TrainConfig, cache: &ImageCache, s: Sample, epoch: usize) 
             Sample::Empty(k) => !k,
         }));
     let render = |product: Option<Product>, scene: &Scene| {
-        station::render(
-            product,
-            scene,
-            mix(seed ^ 1),
-            seed,
-            (WIDTH as usize, HEIGHT as usize),
-            station::full_rect(),
-        )
-        .to_chw()
+        station::network_frame(product, scene, mix(seed ^ 1), seed).to_chw()
     };
     match (s, &cfg.station, &cfg.augment) {
         (Sample::Empty(_), Some(st), _) => Some(render(None, &st.scene)),
@@ -389,15 +381,7 @@ impl StationVal {
         let empty = predict_frames(model, &self.empty, norm, device);
         let reported = empty
             .iter()
-            .filter(|l| {
-                let v = tagger::classify::verdict(
-                    l,
-                    &cfg.labels,
-                    1,
-                    crate::station_eval::STATION_THRESHOLD,
-                );
-                tagger::classify::is_product(&v.label)
-            })
+            .filter(|l| crate::station_eval::reported(l, &cfg.labels).is_some())
             .count();
         (
             acc(&self.mild),
