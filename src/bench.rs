@@ -69,12 +69,16 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Loads the model (timed) and runs `iterations` single-image inferences after a warm-up.
+/// Loads with `load`, warms up, then times up to `iterations` single-image inferences; when
+/// `stop` is set (Ctrl-C) the report covers the iterations done so far.
 pub fn run(
     load: impl FnOnce() -> Result<Model>,
     kind: BackendKind,
     threads: usize,
     iterations: usize,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> Result<BenchReport> {
+    let stopped = || stop.load(std::sync::atomic::Ordering::Relaxed);
     let t = Instant::now();
     let model = load()?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -85,13 +89,16 @@ pub fn run(
     for _ in 0..iterations.clamp(1, 20) {
         model.logits(&input, 1)?;
     }
-    let mut times = Vec::with_capacity(iterations);
+    let mut times = Vec::with_capacity(iterations.min(1 << 20));
     for _ in 0..iterations.max(1) {
+        if stopped() && !times.is_empty() {
+            break;
+        }
         let t = Instant::now();
         model.logits(&input, 1)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
     times.sort_by(f64::total_cmp);
     Ok(BenchReport {
         model: model.source.clone(),

@@ -198,12 +198,9 @@ impl StationConfig {
 
     /// Range checks that types alone cannot express. Call again after command-line overrides.
     pub fn validate(&self) -> Result<()> {
-        if !(1..=64).contains(&self.model.threads) {
-            bail!(
-                "model.threads = {} must be between 1 and 64",
-                self.model.threads
-            );
-        }
+        use crate::limits::{self, check_range};
+        check_range("model.threads", self.model.threads, 1, limits::MAX_THREADS)
+            .map_err(anyhow::Error::msg)?;
         let s = &self.source;
         if s.width.is_some() != s.height.is_some() {
             bail!("source.width and source.height go together: give both or neither");
@@ -214,16 +211,16 @@ impl StationConfig {
             }
         }
         if let Some(fps) = s.fps {
-            if !(fps.is_finite() && fps > 0.0 && fps <= 1000.0) {
-                bail!("source.fps = {fps} must be above 0 and at most 1000");
-            }
+            check_range(
+                "source.fps (--fps)",
+                fps,
+                limits::FPS_RANGE.0,
+                limits::FPS_RANGE.1,
+            )
+            .map_err(anyhow::Error::msg)?;
         }
-        if !(s.reconnect_max_s.is_finite() && s.reconnect_max_s >= 0.1) {
-            bail!(
-                "source.reconnect_max_s = {} must be at least 0.1",
-                s.reconnect_max_s
-            );
-        }
+        limits::check_seconds("source.reconnect_max_s", s.reconnect_max_s, 0.1)
+            .map_err(anyhow::Error::msg)?;
         self.roi.validate().map_err(anyhow::Error::msg)?;
         let v = &self.verdict;
         if !(v.threshold.is_finite() && (0.0..=1.0).contains(&v.threshold)) {
@@ -250,17 +247,18 @@ impl StationConfig {
                     g.bits_per_pixel
                 );
             }
-            if g.width == 0 || g.height == 0 {
-                bail!("overlay.framebuffer_geometry width and height must be above 0");
-            }
+            let max = limits::MAX_FRAMEBUFFER_SIDE;
+            check_range("overlay.framebuffer_geometry.width", g.width, 1, max)
+                .and_then(|_| check_range("overlay.framebuffer_geometry.height", g.height, 1, max))
+                .map_err(anyhow::Error::msg)?;
         }
         let o = &self.output;
-        if !(o.stats_interval_s.is_finite() && o.stats_interval_s > 0.0) {
-            bail!(
-                "output.stats_interval_s = {} must be above 0",
-                o.stats_interval_s
-            );
-        }
+        limits::check_seconds(
+            "output.stats_interval_s (--stats-interval)",
+            o.stats_interval_s,
+            0.01,
+        )
+        .map_err(anyhow::Error::msg)?;
         Ok(())
     }
 }
@@ -303,6 +301,13 @@ mod tests {
             ("[source]\nfps = 0\n", "source.fps"),
             ("[overlay]\nframebuffer_geometry = { width = 8, height = 8, bits_per_pixel = 24 }\n", "bits_per_pixel"),
             ("[output]\nformat = \"xml\"\n", "xml"),
+            // Values that once reached a panic ("cannot convert float seconds to Duration")
+            // or an unbounded allocation.
+            ("[source]\nfps = 1e-30\n", "source.fps"),
+            ("[source]\nreconnect_max_s = 1e30\n", "source.reconnect_max_s"),
+            ("[source]\nreconnect_max_s = nan\n", "source.reconnect_max_s"),
+            ("[output]\nstats_interval_s = 1e30\n", "output.stats_interval_s"),
+            ("[overlay]\nframebuffer_geometry = { width = 100000, height = 100000, bits_per_pixel = 32 }\n", "framebuffer_geometry.width"),
         ] {
             let e = format!("{:#}", parse(text).unwrap_err());
             assert!(e.contains(key), "{text:?} gave {e}");

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod classify;
 pub mod config;
 pub mod inputs;
+pub mod limits;
 pub mod metadata;
 pub mod model;
 pub mod output;

@@ -93,13 +93,26 @@ impl ModelInfo {
             }
             None => return Err(MetadataError::Missing(KEY_INPUT_SIZE)),
         }
-        let normalization = match get(KEY_NORMALIZATION) {
+        let normalization: crate::preprocess::Normalization = match get(KEY_NORMALIZATION) {
             Some(s) => serde_json::from_str(&s).map_err(|e| MetadataError::Malformed {
                 key: KEY_NORMALIZATION,
                 reason: e.to_string(),
             })?,
             None => return Err(MetadataError::Missing(KEY_NORMALIZATION)),
         };
+        // std 0 would divide every pixel by zero: all inputs become NaN or infinity.
+        let n = &normalization;
+        if n.mean.iter().chain(&n.std).any(|v| !v.is_finite())
+            || n.std.iter().any(|&s| s.abs() < 1e-6)
+        {
+            return Err(MetadataError::Malformed {
+                key: KEY_NORMALIZATION,
+                reason: format!(
+                    "mean {:?} / std {:?}: every value must be finite and std above 0",
+                    n.mean, n.std
+                ),
+            });
+        }
         Ok(Self {
             labels,
             label_column: get(KEY_LABEL_COLUMN).unwrap_or_else(|| "subCategory".into()),

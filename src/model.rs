@@ -48,8 +48,8 @@ impl Model {
 
     /// A model file exported by the training crate.
     pub fn from_path(path: &Path, kind: BackendKind, threads: usize) -> Result<Self> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
+        let bytes = crate::limits::read_file_as(path, crate::limits::MAX_MODEL_BYTES, "model")
+            .map_err(|e| anyhow!(e))?;
         Self::from_bytes(&bytes, path.display().to_string(), kind, threads)
             .with_context(|| format!("model {}", path.display()))
     }
@@ -75,6 +75,12 @@ impl Model {
                 "model outputs {} classes but its metadata lists {} labels",
                 logits.len(),
                 model.info.labels.len()
+            );
+        }
+        if logits.iter().any(|v| !v.is_finite()) {
+            bail!(
+                "model gives non-finite outputs (NaN or infinity) on a blank image: its weights \
+                 are broken; re-export it"
             );
         }
         Ok(model)

@@ -36,13 +36,16 @@ impl<W: Write> Writer<W> {
     }
 
     /// Writes one result; human-format errors go to stderr, like any Unix tool's.
+    /// Human lines stay one line per input whatever the file name holds (see [`human_path`]).
     pub fn write(&mut self, r: &TagResult, ctx: &RecordContext) -> std::io::Result<()> {
         match self.format {
             Format::Human => match &r.outcome {
                 Ok(t) => {
                     let mut line = format!(
                         "{}\t{}\t{:.3}",
-                        r.path, t.verdict.label, t.verdict.confidence
+                        human_path(&r.path),
+                        t.verdict.label,
+                        t.verdict.confidence
                     );
                     if t.verdict.top.len() > 1 {
                         let rest: Vec<String> = t.verdict.top[1..]
@@ -53,7 +56,7 @@ impl<W: Write> Writer<W> {
                     }
                     writeln!(self.out, "{line}")?;
                 }
-                Err(e) => eprintln!("tag: error: {e}"),
+                Err(e) => eprintln!("tag: error: {}", human_path(e)),
             },
             Format::Jsonl => {
                 let v = match &r.outcome {
@@ -104,5 +107,38 @@ impl<W: Write> Writer<W> {
             }
         }
         self.out.flush()
+    }
+}
+
+/// A path for the tab-separated human format: tabs, newlines and other control characters are
+/// escaped (`\t`, `\n`, `\u{1b}`, ...) so a file name cannot break or forge a line.
+pub fn human_path(p: &str) -> std::borrow::Cow<'_, str> {
+    if p.chars().any(char::is_control) {
+        p.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        p.into()
+    }
+}
+
+#[cfg(test)]
+mod human_tests {
+    use super::human_path;
+
+    #[test]
+    fn control_characters_in_names_cannot_break_lines() {
+        assert_eq!(human_path("a b.jpg"), "a b.jpg");
+        assert_eq!(human_path("a\tb\nc.jpg"), "a\\tb\\nc.jpg");
+        assert!(!human_path("x\r\u{1b}[31m.jpg")
+            .chars()
+            .any(char::is_control));
     }
 }

@@ -6,7 +6,8 @@
 //! replicated) -> fit into 60x80 (width x height) keeping the aspect ratio, padding with white
 //! like the catalogue backgrounds -> planar CHW u8 -> normalise to f32.
 
-use image::{imageops::FilterType, DynamicImage, ImageReader, Limits, RgbImage};
+use crate::limits;
+use image::{imageops::FilterType, DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::path::Path;
@@ -48,11 +49,9 @@ impl Default for Normalization {
 /// Why an image could not be turned into a network input.
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The message names the path (limits::read_file).
+    #[error("{reason}")]
+    Read { path: String, reason: String },
     #[error("{0} is empty (0 bytes): not an image")]
     Empty(String),
     #[error("{path} is not a supported image (JPEG, PNG, WebP or BMP): {reason}")]
@@ -74,31 +73,11 @@ pub fn decoder_limits() -> Limits {
 
 /// Decodes image bytes; `name` is only used in error messages.
 pub fn decode(bytes: &[u8], name: &str) -> Result<DynamicImage, PreprocessError> {
-    if bytes.is_empty() {
-        return Err(PreprocessError::Empty(name.to_string()));
-    }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| PreprocessError::Format {
-            path: name.to_string(),
-            reason: e.to_string(),
-        })?;
-    if reader.format().is_none() {
-        return Err(PreprocessError::Format {
-            path: name.to_string(),
-            reason: "unrecognised file signature".into(),
-        });
-    }
-    if reader.format() == Some(image::ImageFormat::Jpeg) && jpeg_truncated(bytes) {
-        // The JPEG decoder fills a cut-off scan with grey and reports success; a warehouse
-        // camera's half-written frame must be an error, not a confident wrong label.
-        return Err(PreprocessError::Decode {
-            path: name.to_string(),
-            reason: "JPEG is truncated (no end-of-image marker after the last scan)".into(),
-        });
-    }
-    reader.limits(decoder_limits());
-    reader.decode().map_err(|e| match e {
+    decode_budgeted(bytes, name).map(|(image, _)| image)
+}
+
+fn limit_error(name: &str, e: image::ImageError) -> PreprocessError {
+    match e {
         image::ImageError::Limits(l) => PreprocessError::TooLarge {
             path: name.to_string(),
             reason: l.to_string(),
@@ -111,7 +90,56 @@ pub fn decode(bytes: &[u8], name: &str) -> Result<DynamicImage, PreprocessError>
             path: name.to_string(),
             reason: other.to_string(),
         },
-    })
+    }
+}
+
+/// Decodes while holding a share of the process-wide decode budget ([`limits::DECODES`]) as
+/// large as the decoded image and its RGB copy; the share is released when the returned guard is
+/// dropped, so callers keep it while the full-size image lives.
+fn decode_budgeted(
+    bytes: &[u8],
+    name: &str,
+) -> Result<(DynamicImage, limits::Reservation<'static>), PreprocessError> {
+    if bytes.is_empty() {
+        return Err(PreprocessError::Empty(name.to_string()));
+    }
+    let reader = || -> Result<ImageReader<Cursor<&[u8]>>, PreprocessError> {
+        let mut reader = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| PreprocessError::Format {
+                path: name.to_string(),
+                reason: e.to_string(),
+            })?;
+        if reader.format().is_none() {
+            return Err(PreprocessError::Format {
+                path: name.to_string(),
+                reason: "unrecognised file signature".into(),
+            });
+        }
+        reader.limits(decoder_limits());
+        Ok(reader)
+    };
+    let first = reader()?;
+    if first.format() == Some(image::ImageFormat::Jpeg) && jpeg_truncated(bytes) {
+        // The JPEG decoder fills a cut-off scan with grey and reports success; a warehouse
+        // camera's half-written frame must be an error, not a confident wrong label.
+        return Err(PreprocessError::Decode {
+            path: name.to_string(),
+            reason: "JPEG is truncated (no end-of-image marker after the last scan)".into(),
+        });
+    }
+    // The header alone says how much decoding will take: reserve it before allocating.
+    let header = first.into_decoder().map_err(|e| limit_error(name, e))?;
+    let (w, h) = header.dimensions();
+    let rgb_copy = if header.color_type() == image::ColorType::Rgb8 {
+        0
+    } else {
+        w as u64 * h as u64 * 3
+    };
+    let budget = limits::DECODES.reserve(header.total_bytes().saturating_add(rgb_copy));
+    drop(header);
+    let image = reader()?.decode().map_err(|e| limit_error(name, e))?;
+    Ok((image, budget))
 }
 
 /// True when the JPEG has no end-of-image marker (FF D9) after its last start-of-scan (FF DA).
@@ -127,9 +155,14 @@ pub fn jpeg_truncated(bytes: &[u8]) -> bool {
 /// Fits any image into WIDTH x HEIGHT without distorting it: scale so the whole image fits,
 /// then centre it on a white canvas. Images already at 60x80 pass through untouched.
 pub fn fit(image: &DynamicImage) -> RgbImage {
-    let rgb = image.to_rgb8();
+    // No copy of an image that is RGB already (most camera frames and photos): a large photo
+    // then costs its decoded size once, not twice.
+    let rgb = match image {
+        DynamicImage::ImageRgb8(rgb) => std::borrow::Cow::Borrowed(rgb),
+        other => std::borrow::Cow::Owned(other.to_rgb8()),
+    };
     if rgb.width() == WIDTH && rgb.height() == HEIGHT {
-        return rgb;
+        return rgb.into_owned();
     }
     let scale = f64::min(
         WIDTH as f64 / rgb.width() as f64,
@@ -137,7 +170,7 @@ pub fn fit(image: &DynamicImage) -> RgbImage {
     );
     let w = ((rgb.width() as f64 * scale).round() as u32).clamp(1, WIDTH);
     let h = ((rgb.height() as f64 * scale).round() as u32).clamp(1, HEIGHT);
-    let resized = image::imageops::resize(&rgb, w, h, FilterType::Triangle);
+    let resized = image::imageops::resize(rgb.as_ref(), w, h, FilterType::Triangle);
     let mut canvas = RgbImage::from_pixel(WIDTH, HEIGHT, image::Rgb([PAD_VALUE; 3]));
     image::imageops::overlay(
         &mut canvas,
@@ -292,15 +325,18 @@ pub fn normalize(chw: &[u8], norm: &Normalization) -> Vec<f32> {
 
 /// Bytes -> CHW u8, the cacheable part of preprocessing.
 pub fn bytes_to_chw(bytes: &[u8], name: &str) -> Result<Vec<u8>, PreprocessError> {
-    Ok(to_chw_u8(&fit(&decode(bytes, name)?)))
+    let (image, _budget) = decode_budgeted(bytes, name)?;
+    Ok(to_chw_u8(&fit(&image)))
 }
 
 /// Reads and prepares a file into CHW u8.
 pub fn file_to_chw(path: &Path) -> Result<Vec<u8>, PreprocessError> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| PreprocessError::Read {
-        path: name.clone(),
-        source,
+    let bytes = limits::read_file(path, limits::MAX_IMAGE_BYTES).map_err(|reason| {
+        PreprocessError::Read {
+            path: name.clone(),
+            reason,
+        }
     })?;
     bytes_to_chw(&bytes, &name)
 }
@@ -365,5 +401,54 @@ mod tests {
             decode(b"hello, not an image", "x.jpg"),
             Err(PreprocessError::Format { .. })
         ));
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn fixture(name: &str) -> Vec<u8> {
+            std::fs::read(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures/examples")
+                    .join(name),
+            )
+            .unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Decode + fit + CHW on mutated real photos (a JPEG and a PNG): an error or a
+            /// network-sized image, never a panic.
+            #[test]
+            fn mutated_images_decode_or_fail_cleanly(
+                png in any::<bool>(),
+                cut in any::<proptest::sample::Index>(),
+                flips in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 0..16),
+            ) {
+                let mut bytes = if png {
+                    let img = decode(&fixture("shoes.jpg"), "x").unwrap();
+                    let mut out = Cursor::new(vec![]);
+                    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+                    out.into_inner()
+                } else {
+                    fixture("bags.jpg")
+                };
+                for (at, b) in flips {
+                    let i = at.index(bytes.len());
+                    bytes[i] = b;
+                }
+                bytes.truncate(cut.index(bytes.len() + 1).max(bytes.len() / 2));
+                if let Ok(chw) = bytes_to_chw(&bytes, "mutated") {
+                    prop_assert_eq!(chw.len(), IMAGE_LEN);
+                }
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                let _ = bytes_to_chw(&bytes, "random");
+            }
+        }
     }
 }

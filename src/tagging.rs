@@ -6,6 +6,7 @@ use crate::inputs::Input;
 use crate::model::Model;
 use crate::preprocess;
 use rayon::prelude::*;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -39,12 +40,13 @@ pub struct TagResult {
     pub outcome: Result<Tagged, String>,
 }
 
-/// Tags `inputs` chunk by chunk, calling `emit` for each result in input order.
+/// Tags `inputs` chunk by chunk, calling `emit` for each result in input order; `emit` ends
+/// the work early with `Break` (the reader of the output has gone).
 pub fn tag_inputs(
     model: &Model,
     inputs: &[Input],
     opts: &TagOptions,
-    mut emit: impl FnMut(TagResult),
+    mut emit: impl FnMut(TagResult) -> ControlFlow<()>,
 ) {
     for chunk in inputs.chunks(opts.batch_size.max(1)) {
         let prepared: Vec<(Result<Vec<u8>, String>, f64)> = chunk
@@ -83,10 +85,14 @@ pub fn tag_inputs(
                     })
                 }
             };
-            emit(TagResult {
+            if emit(TagResult {
                 path: input.name(),
                 outcome,
-            });
+            })
+            .is_break()
+            {
+                return;
+            }
         }
     }
 }

@@ -190,7 +190,7 @@ fn corrupt_frames_are_skipped_and_counted() {
         .collect();
     assert_eq!(frames, [1, 5]);
     assert!(
-        stderr(&o).contains("frame 3 could not be decoded"),
+        stderr(&o).contains("frame 3 (") && stderr(&o).contains("3-cut.jpg) could not be decoded"),
         "{}",
         stderr(&o)
     );

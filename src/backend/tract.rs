@@ -79,10 +79,32 @@ impl TractBackend {
             .iter()
             .map(|s| (s.clone(), TDim::Val(n as i64)))
             .collect();
-        let plan = self
+        let concrete = self
             .model
             .set_symbols(&subs)
-            .and_then(|m| m.into_optimized())
+            .map_err(|e| anyhow!("tract could not fix the batch size {n}: {e:#}"))?;
+        // A graph that expands to a huge tensor is refused before anything is allocated.
+        for node in concrete.nodes() {
+            for o in &node.outputs {
+                let bytes = o
+                    .fact
+                    .shape
+                    .as_concrete()
+                    .map_or(0u128, |d| d.iter().map(|&x| x as u128).product::<u128>())
+                    * o.fact.datum_type.size_of() as u128;
+                if bytes > crate::limits::MAX_TENSOR_BYTES as u128 {
+                    bail!(
+                        "model node `{}` makes a tensor of {} MiB at batch {n} (limit {} MiB): \
+                         not a model this tagger can run",
+                        node.name,
+                        bytes / (1024 * 1024),
+                        crate::limits::MAX_TENSOR_BYTES / (1024 * 1024)
+                    );
+                }
+            }
+        }
+        let plan = concrete
+            .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| anyhow!("tract could not optimise the model for batch {n}: {e:#}"))?;
         self.plans
@@ -118,9 +140,12 @@ impl Backend for TractBackend {
         let plan = self.plan(n)?;
         let tensor = Tensor::from_shape(&[n, CHANNELS, HEIGHT as usize, WIDTH as usize], input)
             .context("input batch has the wrong length")?;
-        let out = plan
-            .run(tvec!(tensor.into_tvalue()))
-            .map_err(|e| anyhow!("tract inference failed: {e:#}"))?;
+        // A panic inside tract (a model it cannot really run) becomes this input's error.
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            plan.run(tvec!(tensor.into_tvalue()))
+        }))
+        .map_err(|_| anyhow!("tract crashed running this model; it is not usable"))?
+        .map_err(|e| anyhow!("tract inference failed: {e:#}"))?;
         let view = out[0]
             .to_plain_array_view::<f32>()
             .map_err(|e| anyhow!("model output is not f32 logits: {e:#}"))?;

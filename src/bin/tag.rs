@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use tagger::backend::BackendKind;
 use tagger::config::{StationConfig, WatchFormat};
+use tagger::limits;
 use tagger::model::{self, Model};
 use tagger::output::{Format, RecordContext, Writer};
 use tagger::tagging::{tag_inputs, TagOptions};
@@ -50,8 +51,8 @@ struct ModelArgs {
     /// Inference backend [default: tract].
     #[arg(long, value_enum, global = true)]
     backend: Option<BackendKind>,
-    /// Threads for inference [default: 1].
-    #[arg(long, global = true)]
+    /// Threads for inference, 1 to 64 [default: 1].
+    #[arg(long, global = true, value_parser = parse_threads)]
     threads: Option<usize>,
 }
 
@@ -64,14 +65,14 @@ struct TagArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
-    /// How many of the best classes to report.
-    #[arg(long, default_value_t = 1)]
+    /// How many of the best classes to report (1 to the model's number of classes).
+    #[arg(long, default_value_t = 1, value_parser = parse_top_k)]
     top_k: usize,
     /// Below this confidence (0..1) the label is `unknown`: the needs-review path.
     #[arg(long, default_value_t = 0.0)]
     threshold: f32,
-    /// Images per inference call when tagging many files.
-    #[arg(long, default_value_t = 32)]
+    /// Images per inference call when tagging many files (1 to 4096).
+    #[arg(long, default_value_t = 32, value_parser = parse_batch_size)]
     batch_size: usize,
 }
 
@@ -81,7 +82,8 @@ enum Cmd {
     Bench {
         #[command(flatten)]
         model: ModelArgs,
-        #[arg(long, default_value_t = 200)]
+        /// Timed inferences (1 to 10,000,000).
+        #[arg(long, default_value_t = 200, value_parser = parse_iterations)]
         iterations: usize,
         /// `human` or `json`.
         #[arg(long, default_value = "human")]
@@ -147,8 +149,34 @@ struct WatchArgs {
     stats_json: bool,
 }
 
+/// A whole number within limits.rs's range for `name`.
+fn parse_count(s: &str, name: &str, min: usize, max: usize) -> Result<usize, String> {
+    let v: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
+    limits::check_range(name, v, min, max)
+}
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    parse_count(s, "--threads", 1, limits::MAX_THREADS)
+}
+
+fn parse_top_k(s: &str) -> Result<usize, String> {
+    // The model's class count is checked once it is loaded.
+    parse_count(s, "--top-k", 1, 1000)
+}
+
+fn parse_batch_size(s: &str) -> Result<usize, String> {
+    parse_count(s, "--batch-size", 1, limits::MAX_BATCH)
+}
+
+fn parse_iterations(s: &str) -> Result<usize, String> {
+    parse_count(s, "--iterations", 1, limits::MAX_ITERATIONS)
+}
+
 fn load_model(args: &ModelArgs) -> anyhow::Result<Model> {
-    let threads = args.threads.unwrap_or(1).max(1);
+    let threads = args.threads.unwrap_or(1);
     let backend = args.backend.unwrap_or(BackendKind::Tract);
     match &args.model {
         Some(p) => Model::from_path(p, backend, threads),
@@ -203,10 +231,22 @@ fn bench(args: &ModelArgs, iterations: usize, format: &str) -> i32 {
         eprintln!("tag: error: --format for bench is `human` or `json`, not `{format}`");
         return EXIT_USAGE;
     }
-    let threads = args.threads.unwrap_or(1).max(1);
+    let threads = args.threads.unwrap_or(1);
     let backend = args.backend.unwrap_or(BackendKind::Tract);
-    match tagger::bench::run(|| load_model(args), backend, threads, iterations) {
+    // Ctrl-C ends the timing early and still prints the report of what was measured.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed));
+    }
+    match tagger::bench::run(|| load_model(args), backend, threads, iterations, &stop) {
         Ok(r) => {
+            if r.iterations < iterations {
+                eprintln!(
+                    "tag bench: stopped after {} of {iterations} iterations",
+                    r.iterations
+                );
+            }
             if format == "json" {
                 println!("{}", serde_json::to_string(&r).expect("report serialises"));
             } else {
@@ -245,15 +285,23 @@ fn tag(args: TagArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
+    if args.top_k > model.classes() {
+        eprintln!(
+            "tag: error: --top-k {} is more than the model's {} classes",
+            args.top_k,
+            model.classes()
+        );
+        return EXIT_USAGE;
+    }
     let inputs = tagger::inputs::expand(&args.inputs);
     if inputs.is_empty() {
         eprintln!("tag: error: no images found in the given folders (looked for .jpg .jpeg .png .webp .bmp)");
         return EXIT_SOME_FAILED;
     }
     let opts = TagOptions {
-        top_k: args.top_k.max(1),
+        top_k: args.top_k,
         threshold: args.threshold,
-        batch_size: args.batch_size.max(1),
+        batch_size: args.batch_size,
     };
     let ctx = RecordContext {
         model: &format!("{} v{}", model.info.name, model.info.version),
@@ -277,20 +325,26 @@ fn tag(args: TagArgs) -> i32 {
         if r.outcome.is_err() {
             failed += 1;
         }
-        if write_error.is_none() {
-            bar.suspend(|| {
-                if let Err(e) = out.write(&r, &ctx) {
-                    write_error = Some(e);
-                }
-            });
-        }
+        bar.suspend(|| {
+            if let Err(e) = out.write(&r, &ctx) {
+                write_error = Some(e);
+            }
+        });
         bar.inc(1);
+        // Nobody reads any more (`tag photos/ | head -1`, a full disk): stop working.
+        if write_error.is_some() {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
     });
     bar.finish_and_clear();
     if let Some(e) = write_error {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("tag: error: cannot write output: {e}");
+        // A reader that closed the pipe got what it wanted: quiet success, like ripgrep.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return EXIT_OK;
         }
+        eprintln!("tag: error: cannot write output: {e}");
         return EXIT_SOME_FAILED;
     }
     if failed > 0 {

@@ -6,30 +6,81 @@
 //! warehouse network speak plain http, and the lean runtime keeps its dependency tree small.
 
 use super::source::{FrameData, FrameSource, Reconnecting};
+use crate::limits::{
+    CONNECT_TIMEOUT, FRAME_DEADLINE, HEADER_DEADLINE, MAX_STREAM_HEADERS, MAX_STREAM_LINE,
+    MAX_STREAM_PART, STOP_POLL,
+};
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Largest part accepted: a 4K JPEG is a few MiB; more means a broken stream.
-const MAX_PART: usize = 32 * 1024 * 1024;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A camera that sends nothing for this long is treated as lost.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest part accepted (limits.rs).
+const MAX_PART: usize = MAX_STREAM_PART as usize;
+
+/// The camera's socket, read against a deadline (the answer's headers, then each frame, must
+/// arrive whole in time: a server that drips one byte every few seconds is cut off) and the stop
+/// flag (Ctrl-C and SIGTERM are honoured within [`STOP_POLL`] while waiting).
+struct Conn {
+    tcp: TcpStream,
+    deadline: Instant,
+    /// What the deadline is for, in the error.
+    waiting_for: &'static str,
+    stop: Arc<AtomicBool>,
+}
+
+impl Conn {
+    fn expect(&mut self, what: &'static str, within: Duration) {
+        self.deadline = Instant::now() + within;
+        self.waiting_for = what;
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(std::io::Error::other("stopped"));
+            }
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("{} did not arrive in time", self.waiting_for),
+                ));
+            }
+            self.tcp.set_read_timeout(Some(left.min(STOP_POLL)))?;
+            match self.tcp.read(buf) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) => {}
+                r => return r,
+            }
+        }
+    }
+}
 
 pub struct MjpegSource {
     conn: Reconnecting<Stream>,
 }
 
-struct Stream {
-    reader: BufReader<TcpStream>,
+/// One HTTP answer's multipart body; generic over the byte source so the parser can be tested
+/// on plain bytes (property tests below).
+struct Stream<R = Conn> {
+    reader: BufReader<R>,
     /// `--boundary`, as it starts each part.
     delimiter: Vec<u8>,
     /// The delimiter line of the next part was already consumed while scanning a part without a
     /// Content-Length.
     at_part_headers: bool,
+    /// The closing delimiter followed the last part: the next read reports the end.
+    ended: bool,
 }
 
 struct Url {
@@ -46,13 +97,24 @@ fn parse_url(url: &str) -> Result<Url> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse()
-                .map_err(|_| anyhow!("{url}: port `{p}` is not a number"))?,
-        ),
-        None => (authority, 80),
+    // `[::1]:8080`: an IPv6 literal in brackets, its colons not a port separator.
+    let (host, port_part) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (h, rest) = v6
+                .split_once(']')
+                .ok_or_else(|| anyhow!("{url}: `[` without `]` around an IPv6 address"))?;
+            (h, rest.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let port = match port_part {
+        Some(p) => p
+            .parse()
+            .map_err(|_| anyhow!("{url}: port `{p}` is not a number"))?,
+        None => 80,
     };
     if host.is_empty() {
         bail!("{url}: no host name");
@@ -68,15 +130,15 @@ impl MjpegSource {
     /// Connects once; an unreachable camera at start is an error (a typo in the URL should not
     /// look like a camera that is rebooting). Later losses are retried.
     pub fn connect(url: &str, reconnect_max_s: f32, stop: Arc<AtomicBool>) -> Result<Self> {
-        let stream = Stream::open(url)?;
+        let stream = Stream::open(url, stop.clone())?;
         Ok(Self {
             conn: Reconnecting::new(url.to_string(), stream, reconnect_max_s, stop),
         })
     }
 }
 
-impl Stream {
-    fn open(url: &str) -> Result<Self> {
+impl Stream<Conn> {
+    fn open(url: &str, stop: Arc<AtomicBool>) -> Result<Self> {
         let u = parse_url(url)?;
         let addr = (u.host.as_str(), u.port)
             .to_socket_addrs()
@@ -86,17 +148,27 @@ impl Stream {
         let tcp = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).with_context(|| {
             format!("camera {url} is unreachable (check that it is powered, on the network, and the URL)")
         })?;
-        tcp.set_read_timeout(Some(READ_TIMEOUT))?;
+        tcp.set_write_timeout(Some(CONNECT_TIMEOUT))?;
+        let host = if u.host.contains(':') {
+            format!("[{}]", u.host)
+        } else {
+            u.host.clone()
+        };
         (&tcp)
             .write_all(
                 format!(
-                    "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: fashion-tagger\r\nAccept: multipart/x-mixed-replace, image/jpeg\r\n\r\n",
-                    u.path, u.host
+                    "GET {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: fashion-tagger\r\nAccept: multipart/x-mixed-replace, image/jpeg\r\n\r\n",
+                    u.path
                 )
                 .as_bytes(),
             )
             .with_context(|| format!("camera {url}: cannot send the request"))?;
-        let mut reader = BufReader::new(tcp);
+        let mut reader = BufReader::new(Conn {
+            tcp,
+            deadline: Instant::now() + HEADER_DEADLINE,
+            waiting_for: "the HTTP answer",
+            stop,
+        });
         let status =
             read_line(&mut reader).with_context(|| format!("camera {url}: no HTTP answer"))?;
         let code = status.split_whitespace().nth(1).unwrap_or("");
@@ -106,7 +178,8 @@ impl Stream {
                 status.trim()
             );
         }
-        let headers = read_headers(&mut reader)?;
+        let headers =
+            read_headers(&mut reader).with_context(|| format!("camera {url}: bad answer"))?;
         let ctype = header(&headers, "content-type").unwrap_or_default();
         let boundary = ctype
             .split(';')
@@ -122,11 +195,25 @@ impl Stream {
             reader,
             delimiter: format!("--{boundary}").into_bytes(),
             at_part_headers: false,
+            ended: false,
         })
     }
 
+    /// One part's body, within [`FRAME_DEADLINE`].
+    fn next_frame_part(&mut self) -> Result<Vec<u8>> {
+        self.reader
+            .get_mut()
+            .expect("a whole frame", FRAME_DEADLINE);
+        self.next_part()
+    }
+}
+
+impl<R: Read> Stream<R> {
     /// One part's body. Errors mean the stream is unusable (lost, or not MJPEG any more).
     fn next_part(&mut self) -> Result<Vec<u8>> {
+        if self.ended {
+            bail!("the camera ended the stream");
+        }
         if !self.at_part_headers {
             loop {
                 let line = read_line(&mut self.reader)?;
@@ -165,21 +252,20 @@ impl Stream {
         let mut marker = b"\r\n".to_vec();
         marker.extend_from_slice(&self.delimiter);
         loop {
-            let mut chunk = Vec::new();
-            let n = self.reader.read_until(b'\n', &mut chunk)?;
+            // Bounded even when no newline ever comes.
+            let room = (MAX_PART + 1 - body.len()) as u64;
+            let n = (&mut self.reader).take(room).read_until(b'\n', &mut body)?;
             if n == 0 {
                 bail!("the stream closed inside a frame");
             }
-            body.extend_from_slice(&chunk);
             if body.len() > MAX_PART {
                 bail!("part without Content-Length grew past {MAX_PART} bytes");
             }
             if let Some(pos) = find_line_start(&body, &marker) {
                 let rest = body.split_off(pos);
-                if rest[marker.len()..].starts_with(b"--") {
-                    bail!("the camera ended the stream");
-                }
-                self.at_part_headers = true;
+                // The closing delimiter: this part is still a frame, the next call ends.
+                self.ended = rest[marker.len()..].starts_with(b"--");
+                self.at_part_headers = !self.ended;
                 return Ok(body);
             }
         }
@@ -202,7 +288,7 @@ fn truncate(s: &str) -> String {
 
 fn read_line(r: &mut impl BufRead) -> Result<String> {
     let mut buf = Vec::new();
-    let n = r.take(8192).read_until(b'\n', &mut buf)?;
+    let n = r.take(MAX_STREAM_LINE).read_until(b'\n', &mut buf)?;
     if n == 0 {
         bail!("the connection closed");
     }
@@ -217,8 +303,8 @@ fn read_headers(r: &mut impl BufRead) -> Result<Vec<(String, String)>> {
         if line.is_empty() {
             return Ok(headers);
         }
-        if headers.len() > 100 {
-            bail!("more than 100 header lines");
+        if headers.len() > MAX_STREAM_HEADERS {
+            bail!("more than {MAX_STREAM_HEADERS} header lines");
         }
         if let Some((k, v)) = line.split_once(':') {
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
@@ -235,10 +321,12 @@ fn header(headers: &[(String, String)], name: &str) -> Option<String> {
 
 impl FrameSource for MjpegSource {
     fn next_frame(&mut self) -> Result<Option<FrameData>> {
-        let url = self.conn.what.clone();
+        let (url, stop) = (self.conn.what.clone(), self.conn.stop.clone());
         Ok(self
             .conn
-            .next(Stream::next_part, || Stream::open(&url))?
+            .next(Stream::<Conn>::next_frame_part, || {
+                Stream::open(&url, stop.clone())
+            })?
             .map(FrameData::Encoded))
     }
 
@@ -262,7 +350,76 @@ mod tests {
         let u = parse_url("http://cam").unwrap();
         assert_eq!((u.port, u.path.as_str()), (80, "/"));
         assert!(parse_url("http://cam:x/").is_err());
+        let u = parse_url("http://[::1]:8080/v").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("::1", 8080, "/v")
+        );
+        let u = parse_url("http://[fe80::2]/").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("fe80::2", 80));
+        assert!(parse_url("http://[::1:8080/").is_err());
         assert!(parse_url("http:///a").is_err());
+    }
+
+    fn no_stop() -> Arc<AtomicBool> {
+        Arc::new(AtomicBool::new(false))
+    }
+
+    const MJPEG_HEAD: &str =
+        "HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n";
+
+    #[test]
+    fn a_part_without_newlines_is_bounded() {
+        let mut body = b"--frame\r\nContent-Type: image/jpeg\r\n\r\n".to_vec();
+        body.extend(std::iter::repeat_n(b'A', MAX_PART + 4096));
+        let url = serve_once(MJPEG_HEAD, body);
+        let mut s = Stream::open(&url, no_stop()).unwrap();
+        let e = s.next_part().unwrap_err();
+        assert!(e.to_string().contains("grew past"), "{e}");
+    }
+
+    /// A server that sends one byte every 50 ms and never finishes.
+    fn dripping_server() -> std::net::SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            while s.write_all(b"H").is_ok() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_dripping_server_runs_into_the_deadline() {
+        let tcp = TcpStream::connect(dripping_server()).unwrap();
+        let mut c = Conn {
+            tcp,
+            deadline: Instant::now(),
+            waiting_for: "",
+            stop: no_stop(),
+        };
+        c.expect("the HTTP answer", Duration::from_millis(400));
+        let started = Instant::now();
+        let e = std::io::copy(&mut c, &mut std::io::sink()).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(e.to_string().contains("HTTP answer"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_stop_ends_a_wait_for_the_answer() {
+        let addr = dripping_server();
+        let stop = no_stop();
+        let s2 = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            s2.store(true, Ordering::Relaxed);
+        });
+        let started = Instant::now();
+        assert!(Stream::open(&format!("http://{addr}/"), stop).is_err());
+        assert!(started.elapsed() < HEADER_DEADLINE);
     }
 
     /// Serves `body` after the given headers once, on loopback.
@@ -291,9 +448,11 @@ mod tests {
             "HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n",
             body,
         );
-        let mut s = Stream::open(&url).unwrap();
+        let mut s = Stream::open(&url, no_stop()).unwrap();
         assert_eq!(s.next_part().unwrap(), b"AAAAA");
         assert_eq!(s.next_part().unwrap(), b"BB\nB");
+        // The last part before the closing delimiter is a frame too.
+        assert_eq!(s.next_part().unwrap(), b"CCC");
         let e = s.next_part().unwrap_err();
         assert!(e.to_string().contains("ended the stream"), "{e}");
     }
@@ -301,21 +460,109 @@ mod tests {
     #[test]
     fn not_a_stream_is_explained() {
         let url = serve_once("HTTP/1.0 404 Not Found\r\n\r\n", Vec::new());
-        let e = format!("{:#}", Stream::open(&url).err().unwrap());
+        let e = format!("{:#}", Stream::open(&url, no_stop()).err().unwrap());
         assert!(e.contains("404"), "{e}");
         let url = serve_once(
             "HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n",
             Vec::new(),
         );
-        let e = format!("{:#}", Stream::open(&url).err().unwrap());
+        let e = format!("{:#}", Stream::open(&url, no_stop()).err().unwrap());
         assert!(e.contains("does not serve an MJPEG stream"), "{e}");
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         drop(l);
         let e = format!(
             "{:#}",
-            Stream::open(&format!("http://{addr}/")).err().unwrap()
+            Stream::open(&format!("http://{addr}/"), no_stop())
+                .err()
+                .unwrap()
         );
         assert!(e.contains("unreachable"), "{e}");
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn parser(bytes: Vec<u8>) -> Stream<std::io::Cursor<Vec<u8>>> {
+            Stream {
+                reader: BufReader::new(std::io::Cursor::new(bytes)),
+                delimiter: b"--f".to_vec(),
+                at_part_headers: false,
+                ended: false,
+            }
+        }
+
+        /// Every part until the parser gives up; panics if it loops without consuming input.
+        fn drain(bytes: Vec<u8>) -> (Vec<Vec<u8>>, bool) {
+            let limit = bytes.len() + 2;
+            let mut p = parser(bytes);
+            let mut parts = vec![];
+            for _ in 0..limit {
+                match p.next_part() {
+                    Ok(b) => {
+                        assert!(b.len() <= MAX_PART);
+                        parts.push(b);
+                    }
+                    Err(_) => return (parts, true),
+                }
+            }
+            (parts, false)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn arbitrary_bytes_end_in_parts_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+                let (_, ended) = drain(bytes);
+                prop_assert!(ended);
+            }
+
+            #[test]
+            fn well_formed_streams_round_trip(
+                bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..6),
+                lengths in proptest::collection::vec(any::<bool>(), 6),
+            ) {
+                let mut stream = vec![];
+                let mut expected = vec![];
+                for (body, &with_length) in bodies.iter().zip(&lengths) {
+                    // Without a length a body must not contain the delimiter line.
+                    if !with_length && body.windows(5).any(|w| w == b"\r\n--f") {
+                        continue;
+                    }
+                    stream.extend_from_slice(b"--f\r\nContent-Type: image/jpeg\r\n");
+                    if with_length {
+                        stream.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+                    }
+                    stream.extend_from_slice(b"\r\n");
+                    stream.extend_from_slice(body);
+                    stream.extend_from_slice(b"\r\n");
+                    expected.push(body.clone());
+                }
+                stream.extend_from_slice(b"--f--\r\n");
+                let (parts, ended) = drain(stream);
+                prop_assert!(ended);
+                prop_assert_eq!(parts, expected);
+            }
+
+            #[test]
+            fn corrupted_streams_never_panic(
+                body in proptest::collection::vec(any::<u8>(), 0..2000),
+                cut in any::<proptest::sample::Index>(),
+                flips in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 0..8),
+            ) {
+                let mut stream = b"--f\r\nContent-Length: 12\r\n\r\n0123456789ab\r\n--f\r\n\r\n".to_vec();
+                stream.extend_from_slice(&body);
+                stream.extend_from_slice(b"\r\n--f\r\nContent-Length: 99999999999\r\n\r\n");
+                for (at, b) in flips {
+                    let i = at.index(stream.len());
+                    stream[i] = b;
+                }
+                stream.truncate(cut.index(stream.len() + 1));
+                let (_, ended) = drain(stream);
+                prop_assert!(ended);
+            }
+        }
     }
 }

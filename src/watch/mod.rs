@@ -32,6 +32,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 struct Frame {
     seq: u64,
+    /// The file a replayed frame came from (named when it is corrupt).
+    origin: Option<String>,
     captured: Instant,
     data: FrameData,
 }
@@ -114,6 +116,7 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
                         seq += 1;
                         let frame = Frame {
                             seq,
+                            origin: src.origin(),
                             captured: Instant::now(),
                             data,
                         };
@@ -162,7 +165,10 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
             Take::Empty => continue,
             Take::Closed => break,
         };
-        let name = format!("frame {}", frame.seq);
+        let name = match &frame.origin {
+            Some(file) => format!("frame {} ({file})", frame.seq),
+            None => format!("frame {}", frame.seq),
+        };
         let image = match frame.data {
             FrameData::Rgb(rgb) => Ok(DynamicImage::ImageRgb8(rgb)),
             FrameData::Encoded(bytes) => {

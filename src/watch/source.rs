@@ -25,6 +25,10 @@ pub trait FrameSource: Send {
     /// True for cameras and streams (frames are dropped when inference lags), false for a
     /// folder replayed as fast as inference goes (nothing dropped).
     fn is_live(&self) -> bool;
+    /// Where the last frame came from, when that helps an operator (a replayed file).
+    fn origin(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Opens the source named by `uri`: `http://...` (MJPEG), `/dev/video*` (V4L2) or a folder.
@@ -103,17 +107,21 @@ impl FrameSource for FolderSource {
         let path = &self.files[self.next];
         self.next += 1;
         // An unreadable file is a bad frame, not the end of the replay.
-        Ok(Some(match std::fs::read(path) {
-            Ok(bytes) => FrameData::Encoded(bytes),
-            Err(e) => FrameData::Unreadable(format!(
-                "{}: cannot read: {e} (check its permissions)",
-                path.display()
-            )),
-        }))
+        Ok(Some(
+            match crate::limits::read_file(path, crate::limits::MAX_IMAGE_BYTES) {
+                Ok(bytes) => FrameData::Encoded(bytes),
+                Err(e) => FrameData::Unreadable(e),
+            },
+        ))
     }
 
     fn is_live(&self) -> bool {
         self.interval.is_some()
+    }
+
+    fn origin(&self) -> Option<String> {
+        let i = self.next.checked_sub(1)?;
+        self.files.get(i).map(|p| p.display().to_string())
     }
 }
 
@@ -136,7 +144,7 @@ pub struct Reconnecting<S> {
     pub what: String,
     pub conn: Option<S>,
     backoff: Backoff,
-    stop: Arc<AtomicBool>,
+    pub stop: Arc<AtomicBool>,
 }
 
 impl<S> Reconnecting<S> {
@@ -163,6 +171,7 @@ impl<S> Reconnecting<S> {
                         self.backoff.reset();
                         return Ok(Some(v));
                     }
+                    Err(_) if self.stop.load(Ordering::Relaxed) => return Ok(None),
                     Err(e) => {
                         eprintln!("tag watch: {} lost: {e:#}", self.what);
                         self.conn = None;

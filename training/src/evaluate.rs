@@ -207,6 +207,8 @@ pub struct TrainingSummary {
     pub label_smoothing: f64,
     #[serde(default)]
     pub warmup_epochs: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<crate::distill::Distill>,
     pub train_seconds: f64,
     /// Median over epochs of training images per second on the machine that trained it.
     pub images_per_s: f64,
@@ -271,6 +273,7 @@ pub fn model_card(
             station: cfg.station.clone(),
             label_smoothing: cfg.label_smoothing,
             warmup_epochs: cfg.warmup_epochs,
+            distill: cfg.distill.clone(),
             train_seconds: state.train_seconds,
             images_per_s: ips.get(ips.len() / 2).copied().unwrap_or(0.0),
             skipped_corrupt_images: state.skipped_corrupt,

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod compare;
 pub mod cutout;
 pub mod dataset;
+pub mod distill;
 pub mod evaluate;
 pub mod export;
 pub mod frames;

@@ -95,6 +95,16 @@ enum Cmd {
         /// Linear learning-rate warm-up, in epochs.
         #[arg(long, default_value_t = 0)]
         warmup_epochs: usize,
+        /// Distil from these exported models (repeat or comma separate): product targets are
+        /// partly their averaged, softened output on the clean photo (distill.rs).
+        #[arg(long, value_delimiter = ',')]
+        teacher: Vec<PathBuf>,
+        /// Share of each product target taken from the teachers.
+        #[arg(long, default_value_t = 0.5)]
+        distill_weight: f32,
+        /// Temperature of the teachers' softmax.
+        #[arg(long, default_value_t = 2.0)]
+        distill_temperature: f32,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         #[arg(long)]
@@ -366,6 +376,9 @@ fn run(cli: Cli) -> Result<()> {
             catalogue_share,
             label_smoothing,
             warmup_epochs,
+            teacher,
+            distill_weight,
+            distill_temperature,
             seed,
             resume,
             stop_after,
@@ -411,6 +424,11 @@ fn run(cli: Cli) -> Result<()> {
                 }),
                 label_smoothing,
                 warmup_epochs,
+                distill: (!teacher.is_empty()).then(|| training::distill::Distill {
+                    teachers: teacher.iter().map(|p| p.display().to_string()).collect(),
+                    weight: distill_weight,
+                    temperature: distill_temperature,
+                }),
             };
             cfg.arch
                 .validate()
@@ -966,7 +984,7 @@ fn reproduce_commands(cfg: &TrainConfig, split: &Path, run: &Path, out: &Path) -
                 " --augment".to_string()
             } else if let Some(st) = &cfg.station {
                 format!(
-                    " --station{}{}{}{}{}",
+                    " --station{}{}{}{}{}{}",
                     st.negatives
                         .as_ref()
                         .map(|n| format!(" --negatives {n}"))
@@ -986,7 +1004,16 @@ fn reproduce_commands(cfg: &TrainConfig, split: &Path, run: &Path, out: &Path) -
                         format!(" --warmup-epochs {}", cfg.warmup_epochs)
                     } else {
                         String::new()
-                    }
+                    },
+                    cfg.distill
+                        .as_ref()
+                        .map(|d| format!(
+                            " --teacher {} --distill-weight {} --distill-temperature {}",
+                            d.teachers.join(","),
+                            d.weight,
+                            d.temperature
+                        ))
+                        .unwrap_or_default()
                 )
             } else {
                 String::new()

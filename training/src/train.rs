@@ -9,6 +9,7 @@
 use crate::augment::Augment;
 use crate::cache::ImageCache;
 use crate::cutout::{product_mask_with, CutStyle};
+use crate::distill::{self, Distill, TeacherTargets};
 use crate::model::{Arch, Cnn};
 use crate::split::Entry;
 use crate::station::{self, mix, Level, Product, Scene};
@@ -90,6 +91,9 @@ pub struct TrainConfig {
     /// Linear learning-rate warm-up over this many epochs (then the cosine decay).
     #[serde(default, skip_serializing_if = "is_zero_usize")]
     pub warmup_epochs: usize,
+    /// Product targets partly taken from catalogue teachers (distill.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<Distill>,
 }
 
 /// One line of the training log.
@@ -260,12 +264,13 @@ fn sample_input(cfg: &TrainConfig, cache: &ImageCache, s: Sample, epoch: usize) 
 }
 
 /// Builds one batch on rayon's workers: augmentation and compositing never run on the thread
-/// that trains.
+/// that trains. `teacher`: distillation targets of the product photos (distill.rs).
 pub fn make_batch(
     cfg: &TrainConfig,
     cache: &ImageCache,
     samples: &[Sample],
     epoch: usize,
+    teacher: Option<&TeacherTargets>,
 ) -> Batch {
     let k = cfg.labels.len();
     let none = cfg.station.as_ref().map(|_| k - 1);
@@ -286,6 +291,11 @@ pub fn make_batch(
             if hard >= 0 {
                 t.iter_mut().for_each(|v| *v = eps / k as f32);
                 t[hard as usize] += 1.0 - eps;
+                if let (Sample::Product(id, _), Some(tt), Some(d)) = (s, teacher, &cfg.distill) {
+                    if let Some(p) = tt.get(id) {
+                        distill::blend(&mut t, p, d.weight);
+                    }
+                }
             } else {
                 t[..products]
                     .iter_mut()
@@ -560,6 +570,24 @@ pub fn train(
         eprintln!("rendering station validation frames (mild, hard, empty)");
         StationVal::new(cache, val_set)
     });
+    let teacher = match &cfg.distill {
+        Some(d) => {
+            eprintln!(
+                "teachers: {} on {} training photos",
+                d.teachers.join(", "),
+                train_set.len()
+            );
+            let ids: Vec<u64> = train_set.iter().map(|&(id, _)| id).collect();
+            let products = &cfg.labels[..cfg.labels.len() - cfg.station.is_some() as usize];
+            let started = Instant::now();
+            let t = distill::teacher_targets(d, cache, &ids, products)?;
+            // Part of what this run costs, like the epochs.
+            state.train_seconds += started.elapsed().as_secs_f64();
+            Some(t)
+        }
+        None => None,
+    };
+    let teacher = teacher.as_ref();
     let steps_per_epoch = epoch_len.div_ceil(cfg.batch_size);
     let warmup_steps = cfg.warmup_epochs * steps_per_epoch;
     let total_steps = steps_per_epoch * cfg.epochs;
@@ -590,7 +618,10 @@ pub fn train(
             let order = &order;
             scope.spawn(move || {
                 for chunk in order.chunks(cfg.batch_size) {
-                    if tx.send(make_batch(cfg, cache, chunk, epoch)).is_err() {
+                    if tx
+                        .send(make_batch(cfg, cache, chunk, epoch, teacher))
+                        .is_err()
+                    {
                         break;
                     }
                 }

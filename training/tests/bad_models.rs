@@ -1,5 +1,6 @@
 //! Models `tag` must refuse with a clear error: no labels, a wrong input shape, labels that do
-//! not match the outputs. Built with the same ONNX writer as real exports.
+//! not match the outputs, NaN outputs, a std of 0, a graph that would allocate without bound.
+//! Built with the same ONNX writer as real exports.
 
 use tagger::backend::BackendKind;
 use tagger::metadata::{ModelInfo, KEY_LABELS};
@@ -90,4 +91,55 @@ fn wrong_input_shape_is_refused() {
     }
     let err = format!("{:#}", load(&m).err().expect("must fail"));
     assert!(err.contains("224") && err.contains("80"), "{err}");
+}
+
+#[test]
+fn models_with_non_finite_outputs_are_refused() {
+    let mut net = tiny_net(3);
+    net.head_b[1] = f32::NAN;
+    let err = format!(
+        "{:#}",
+        load(&float_model(&net, &info(3))).err().expect("must fail")
+    );
+    assert!(err.contains("non-finite"), "{err}");
+}
+
+#[test]
+fn degenerate_normalisation_is_refused() {
+    let mut i = info(3);
+    i.normalization.std = [0.5, 0.0, 0.5];
+    let err = format!(
+        "{:#}",
+        load(&float_model(&tiny_net(3), &i))
+            .err()
+            .expect("must fail")
+    );
+    assert!(err.contains("std above 0"), "{err}");
+}
+
+#[test]
+fn a_graph_that_expands_to_a_huge_tensor_is_refused_before_running() {
+    // 40,000 channels of 80x60 floats: 768 MiB for one image.
+    let c = 40_000;
+    let net = FoldedNet {
+        convs: vec![FoldedConv {
+            c_in: 3,
+            c_out: c,
+            kernel: 1,
+            stride: 1,
+            padding: 0,
+            w: vec![0.01; c * 3],
+            b: vec![0.0; c],
+            pool: false,
+        }],
+        head_w: vec![0.1; c * 3],
+        head_b: vec![0.0; 3],
+        features: c,
+        classes: 3,
+    };
+    let err = format!(
+        "{:#}",
+        load(&float_model(&net, &info(3))).err().expect("must fail")
+    );
+    assert!(err.contains("MiB") && err.contains("limit"), "{err}");
 }

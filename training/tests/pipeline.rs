@@ -57,6 +57,7 @@ fn fixture_config(s: &Split, name: &str, arch: Arch, epochs: usize) -> TrainConf
         station: None,
         label_smoothing: 0.0,
         warmup_epochs: 0,
+        distill: None,
     }
 }
 
@@ -158,6 +159,42 @@ fn smoke_training_loss_falls_resumes_and_exports() {
     for (a, b) in batch[..k].iter().zip(&single) {
         assert!((a - b).abs() < 1e-4);
     }
+    // The exported model as a distillation teacher: its softened outputs per photo are
+    // distributions whose argmax is the model's own prediction, and a product's target blends
+    // them with the label.
+    let d = training::distill::Distill {
+        teachers: vec![onnx.display().to_string()],
+        weight: 0.5,
+        temperature: 2.0,
+    };
+    let ids: Vec<u64> = s.test.iter().take(5).map(|e| e.0).collect();
+    let teacher = training::distill::teacher_targets(&d, &cache, &ids, &s.labels).unwrap();
+    assert_eq!(teacher.len(), 5);
+    for (i, row) in batch.chunks(k).enumerate() {
+        let p = teacher.get(ids[i]).unwrap();
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+        assert_eq!(argmax(p), argmax(row));
+    }
+    let dcfg = TrainConfig {
+        distill: Some(d.clone()),
+        ..cfg.clone()
+    };
+    let sample = [train::Sample::Product(s.test[0].0, s.test[0].1)];
+    let b = train::make_batch(&dcfg, &cache, &sample, 1, Some(&teacher));
+    let p = teacher.get(s.test[0].0).unwrap();
+    for (c, (&t, &q)) in b.targets.iter().zip(p).enumerate() {
+        let label = (c == s.test[0].1) as u8 as f32;
+        assert!((t - (0.5 * label + 0.5 * q)).abs() < 1e-6, "class {c}: {t} vs {q}");
+    }
+    let mut wrong = d.clone();
+    wrong.teachers = vec!["/no/teacher.onnx".into()];
+    assert!(training::distill::teacher_targets(&wrong, &cache, &ids, &s.labels).is_err());
+    let e = training::distill::teacher_targets(&d, &cache, &ids, &s.labels[..2])
+        .err()
+        .unwrap();
+    assert!(format!("{e:#}").contains("same split"), "{e:#}");
+
     // Batch norm is folded: the graph has no BatchNormalization node.
     let text = String::from_utf8_lossy(&std::fs::read(&onnx).unwrap()).into_owned();
     assert!(!text.contains("BatchNormalization"));
@@ -344,8 +381,8 @@ fn augmentation_keeps_labels_and_shapes_and_spares_evaluation() {
         .iter()
         .map(|&(id, c)| train::Sample::Product(id, c))
         .collect();
-    let a = train::make_batch(&cfg, &cache, &samples, 5);
-    let b = train::make_batch(&cfg, &cache, &samples, 5);
+    let a = train::make_batch(&cfg, &cache, &samples, 5, None);
+    let b = train::make_batch(&cfg, &cache, &samples, 5, None);
     assert_eq!(a.n, 8);
     assert_eq!(a.input.len(), 8 * preprocess::IMAGE_LEN);
     let labels: Vec<i64> = s.train[..8].iter().map(|e| e.1 as i64).collect();
@@ -356,7 +393,10 @@ fn augmentation_keeps_labels_and_shapes_and_spares_evaluation() {
         assert_eq!(t.iter().sum::<f32>(), 1.0);
     }
     assert_eq!(a.input, b.input, "same seed, same batch");
-    assert_ne!(a.input, train::make_batch(&cfg, &cache, &samples, 6).input);
+    assert_ne!(
+        a.input,
+        train::make_batch(&cfg, &cache, &samples, 6, None).input
+    );
     // The evaluation path (no augmentation) feeds exactly the preprocessed images.
     let entries = &s.train[..8];
     let (xe, _, _) = train::batch_tensors(&cache, entries, &norm, &device);
@@ -399,6 +439,7 @@ fn station_training_learns_empty_belts() {
         station: Some(station),
         label_smoothing: 0.05,
         warmup_epochs: 1,
+        distill: None,
         ..fixture_config(&s, "station", arch, 40)
     };
     // Batches: composited, deterministic, targets by kind.
@@ -408,7 +449,7 @@ fn station_training_learns_empty_belts() {
         train::Sample::Empty(3),
         train::Sample::Other(other),
     ];
-    let b = train::make_batch(&cfg, &cache, &samples, 1);
+    let b = train::make_batch(&cfg, &cache, &samples, 1, None);
     assert_eq!(b.n, 3);
     assert_eq!(b.hard, vec![s.train[0].1 as i64, 2, -1]);
     let k = labels.len();
@@ -421,8 +462,14 @@ fn station_training_learns_empty_belts() {
         [0.5, 0.5, 0.0],
         "other kinds: flat over the products, no none"
     );
-    assert_eq!(b.input, train::make_batch(&cfg, &cache, &samples, 1).input);
-    assert_ne!(b.input, train::make_batch(&cfg, &cache, &samples, 2).input);
+    assert_eq!(
+        b.input,
+        train::make_batch(&cfg, &cache, &samples, 1, None).input
+    );
+    assert_ne!(
+        b.input,
+        train::make_batch(&cfg, &cache, &samples, 2, None).input
+    );
 
     let paths = RunPaths::new(&tmp.path().join("run"));
     let negatives = [other];

@@ -80,6 +80,7 @@ fn report_renders_from_cards_and_logs() {
             station: None,
             label_smoothing: 0.0,
             warmup_epochs: 0,
+            distill: None,
         }
     };
     for (variant, dropout, accs) in [("a", 0.2, [0.9, 0.97, 0.95]), ("b", 0.3, [0.9, 0.96, 0.96])] {
