@@ -2,7 +2,8 @@
 # The station model `robust` (issue 12): the `fast` network and recipe trained on composited
 # station frames (training/src/station.rs), with a `none` output for empty belts and trays and
 # the other kinds of models/negatives.json as negatives, cut-outs varied, 40% of the products
-# kept in the catalogue look; then evaluated, exported, quantized
+# kept in the catalogue look; then evaluated, exported, calibrated (temperature scaling on val
+# station frames, training/src/temperature.rs), quantized
 # (int8 calibrated on half catalogue, half station frames) and scored on station frames of val
 # and test into models/robust.json.
 #   training/scripts/robust.sh DATA_DIR
@@ -37,6 +38,7 @@ fi
 [[ -n ${ROBUST_TRAIN_ONLY:-} ]] && exit 0
 "$bin" evaluate --data "$data" --run "$out"
 "$bin" export --data "$data" --run "$out" --out models/robust.onnx
+"$bin" calibrate --data "$data" --model models/robust.onnx
 "$bin" quantize --data "$data" --model models/robust.onnx --out models/robust.int8.onnx \
     --calibration-images 300 --method percentile --form qlinear --seed 7
 "$bin" station --data "$data" --model models/robust.onnx

@@ -24,5 +24,6 @@ pub mod report;
 pub mod split;
 pub mod station;
 pub mod station_eval;
+pub mod temperature;
 pub mod train;
 pub mod util;

@@ -215,6 +215,23 @@ enum Cmd {
         #[arg(long, default_value = "runs/cache")]
         cache_dir: PathBuf,
     },
+    /// Fit a temperature on val station frames (lowest NLL) and fold it into a float model's head
+    /// (temperature.rs); the card gets a `temperature` section. Run after `export`, before
+    /// `quantize` and `station`.
+    Calibrate {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "models/split.json")]
+        split: PathBuf,
+        /// Float ONNX model, rewritten in place.
+        #[arg(long)]
+        model: PathBuf,
+        /// Empty val frames among the fitting frames (station models).
+        #[arg(long, default_value_t = 1000)]
+        empties: usize,
+        #[arg(long, default_value = "runs/cache")]
+        cache_dir: PathBuf,
+    },
     /// Write a PNG grid of training images next to augmented copies of them.
     AugmentGrid {
         #[arg(long)]
@@ -662,6 +679,13 @@ fn run(cli: Cli) -> Result<()> {
             empties,
             cache_dir,
         } => station_cmd(&data, &split_file, &negatives, &model, empties, &cache_dir),
+        Cmd::Calibrate {
+            data,
+            split,
+            model,
+            empties,
+            cache_dir,
+        } => calibrate_cmd(&data, &split, &model, empties, &cache_dir),
         Cmd::Report {
             runs,
             models,
@@ -767,6 +791,99 @@ fn station_cmd(
     match set_card_section(model, "station", serde_json::Value::Object(section))? {
         Some(card) => eprintln!("station figures written to {}", card.display()),
         None => eprintln!("{} has no model card: figures not saved", model.display()),
+    }
+    Ok(())
+}
+
+/// `training calibrate`: temperature scaling of a float model, written in place with its card.
+fn calibrate_cmd(
+    data: &Path,
+    split_file: &Path,
+    model: &Path,
+    empties: usize,
+    cache_dir: &Path,
+) -> Result<()> {
+    use tagger::backend::BackendKind;
+    use training::temperature as temp;
+    let split = Split::load(split_file)?;
+    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    if let Some(t) = temp::folded(&bytes) {
+        anyhow::bail!(
+            "{} is calibrated already (temperature {t}); re-export it to calibrate again",
+            model.display()
+        );
+    }
+    let m = tagger::model::Model::from_bytes(
+        &bytes,
+        model.display().to_string(),
+        BackendKind::Tract,
+        1,
+    )?;
+    let station = m.info.labels.last().map(String::as_str) == Some(tagger::classify::NONE);
+    let cache = open_cache(data, cache_dir, &split)?;
+    let started = std::time::Instant::now();
+    let (frames, truth) = temp::fitting_frames(
+        &split.val,
+        if station { empties } else { 0 },
+        m.classes() - 1,
+        &cache,
+    );
+    let logits = temp::logits(&m, &frames)?;
+    let k = m.classes();
+    let t = temp::fit(&logits, k, &truth);
+    let scaling = temp::TemperatureScaling {
+        temperature: (t as f64 * 100.0).round() / 100.0,
+        fitted_on: format!(
+            "val: catalogue photos and their mild, hard and tray station frames{}",
+            if station {
+                format!(", {empties} empty frames (none)")
+            } else {
+                String::new()
+            }
+        ),
+        frames: frames.len(),
+        nll_before: temp::nll(&logits, k, &truth, 1.0),
+        nll_after: temp::nll(&logits, k, &truth, t),
+        ece_before: temp::ece(&logits, k, &truth, 1.0),
+        ece_after: temp::ece(&logits, k, &truth, t),
+    };
+    eprintln!(
+        "temperature {t:.2} on {} val frames: NLL {:.4} -> {:.4}, ECE {:.4} -> {:.4} ({:.0}s)",
+        scaling.frames,
+        scaling.nll_before,
+        scaling.nll_after,
+        scaling.ece_before,
+        scaling.ece_after,
+        started.elapsed().as_secs_f64()
+    );
+    let calibrated = temp::apply(&bytes, t)?;
+    // The calibrated model must load and keep every prediction.
+    let check =
+        tagger::model::Model::from_bytes(&calibrated, "calibrated".into(), BackendKind::Tract, 1)?;
+    let after = temp::logits(&check, &frames[..frames.len().min(512)])?;
+    let argmax = |r: &[f32]| tagger::classify::argmax(r);
+    if logits
+        .chunks(k)
+        .zip(after.chunks(k))
+        .any(|(a, b)| argmax(a) != argmax(b))
+    {
+        anyhow::bail!("calibration changed a prediction; not written");
+    }
+    training::util::write_atomic(model, &calibrated)?;
+    let mut section = serde_json::to_value(&scaling)?;
+    section["reproduce"] = format!(
+        "cargo run --release -p training -- calibrate --data ../shared/data/fashion-product-images-small --split {} --model {} --empties {empties}",
+        split_file.display(),
+        model.display()
+    )
+    .into();
+    if let Some(card) = set_card_section(model, "temperature", section)? {
+        // The card describes the file that ships.
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&card)?)?;
+        v["onnx_bytes"] = calibrated.len().into();
+        v["onnx_sha256"] = training::util::sha256_hex(&calibrated).into();
+        training::util::write_json(&card, &v)?;
+        eprintln!("{} calibrated; card {}", model.display(), card.display());
     }
     Ok(())
 }
@@ -934,7 +1051,7 @@ fn keep_sections(card_path: &Path, card: &mut serde_json::Value) {
         return;
     };
     let same_model = old.get("onnx_sha256") == card.get("onnx_sha256");
-    let sections = ["int8", "int8_qdq", "station"];
+    let sections = ["temperature", "int8", "int8_qdq", "station"];
     if let serde_json::Value::Object(new) = card {
         for (k, v) in old {
             if sections.contains(&k.as_str()) {
@@ -944,7 +1061,11 @@ fn keep_sections(card_path: &Path, card: &mut serde_json::Value) {
                     eprintln!(
                         "{}: the model changed, its `{k}` section is dropped: run `training {}` again",
                         card_path.display(),
-                        if k == "station" { "station" } else { "quantize" }
+                        match k.as_str() {
+                            "station" => "station",
+                            "temperature" => "calibrate",
+                            _ => "quantize",
+                        }
                     );
                 }
             }

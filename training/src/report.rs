@@ -24,6 +24,9 @@ pub struct Card {
     pub int8: Option<Int8Section>,
     /// Station-frame figures (`training station`).
     pub station: Option<StationSection>,
+    /// Temperature folded into the head (`training calibrate`).
+    #[serde(default)]
+    pub temperature: Option<crate::temperature::TemperatureScaling>,
 }
 
 #[derive(Deserialize)]
@@ -668,6 +671,22 @@ fn station_table(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
             .filter_map(move |(form, t, v)| t.map(|t| (c.card.name.as_str(), form, t, v)))
         })
         .collect();
+    for c in &inp.cards {
+        if let Some(t) = &c.temperature {
+            writeln!(
+                md,
+                "`{}` is calibrated: its logits are divided by a temperature of {:.2} folded into                  its head (`training calibrate`, temperature.rs), the value with the lowest                  negative log-likelihood on {} ({} frames; NLL {:.3} -> {:.3}, expected                  calibration error {:.3} -> {:.3}). Accuracy does not change; what is above the                  threshold does.\n",
+                c.card.name,
+                t.temperature,
+                t.fitted_on,
+                t.frames,
+                t.nll_before,
+                t.nll_after,
+                t.ece_before,
+                t.ece_after
+            )?;
+        }
+    }
     if rows.is_empty() {
         writeln!(md, "No station figures in the model cards yet.\n")?;
         return Ok(());
@@ -721,9 +740,12 @@ fn station_table(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
         )?;
         writeln!(
             md,
-            "| variant | seed | epochs | catalogue share | cut-out jitter | label smoothing | best epoch | score | val catalogue | val mild | val hard | val empty as product | images/s |"
+            "| variant | seed | epochs | catalogue share | cut-out jitter | label smoothing | distilled from | best epoch | score | val catalogue | val mild | val hard | val empty as product | images/s |"
         )?;
-        writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")?;
+        writeln!(
+            md,
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        )?;
         let chosen = inp
             .station_runs
             .iter()
@@ -740,7 +762,7 @@ fn station_table(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
             ips.sort_by(f64::total_cmp);
             writeln!(
                 md,
-                "| {}{} | {} | {} | {} | {} | {} | {} | {:.4} | {} | {} | {} | {} | {:.0} |",
+                "| {}{} | {} | {} | {} | {} | {} | {} | {} | {:.4} | {} | {} | {} | {} | {:.0} |",
                 r.variant,
                 if chosen.as_deref() == Some(r.variant.as_str()) {
                     " (chosen)"
@@ -752,6 +774,18 @@ fn station_table(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
                 st.map_or("-".into(), |s| format!("{:.2}", s.catalogue_share)),
                 st.map_or("-", |s| if s.cut_jitter { "yes" } else { "no" }),
                 r.config.label_smoothing,
+                r.config.distill.as_ref().map_or("-".into(), |d| format!(
+                    "{} (weight {}, T {})",
+                    d.teachers
+                        .iter()
+                        .map(|t| std::path::Path::new(t)
+                            .file_stem()
+                            .map_or(t.clone(), |s| s.to_string_lossy().into_owned()))
+                        .collect::<Vec<_>>()
+                        .join(" + "),
+                    d.weight,
+                    d.temperature
+                )),
                 b.epoch,
                 b.selection_score(),
                 pct(b.val_acc),

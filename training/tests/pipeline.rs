@@ -13,6 +13,14 @@ use training::quantize::{self, Calibration, Int8Form};
 use training::split::{Split, SplitOptions};
 use training::train::{self, RunPaths, TrainConfig};
 
+/// burn's device seed is process-wide: tests that train run one at a time, so each starts from
+/// its own seed whatever else runs (otherwise initialisation depends on scheduling).
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn training_lock() -> std::sync::MutexGuard<'static, ()> {
+    TRAINING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dataset")
 }
@@ -107,6 +115,7 @@ fn cache_skips_corrupt_images_and_counts_them() {
 
 #[test]
 fn smoke_training_loss_falls_resumes_and_exports() {
+    let _serial = training_lock();
     let s = split();
     let tmp = tempfile::tempdir().unwrap();
     let cache = ImageCache::open(&fixture(), &tmp.path().join("cache"), &all_ids(&s)).unwrap();
@@ -185,7 +194,10 @@ fn smoke_training_loss_falls_resumes_and_exports() {
     let p = teacher.get(s.test[0].0).unwrap();
     for (c, (&t, &q)) in b.targets.iter().zip(p).enumerate() {
         let label = (c == s.test[0].1) as u8 as f32;
-        assert!((t - (0.5 * label + 0.5 * q)).abs() < 1e-6, "class {c}: {t} vs {q}");
+        assert!(
+            (t - (0.5 * label + 0.5 * q)).abs() < 1e-6,
+            "class {c}: {t} vs {q}"
+        );
     }
     let mut wrong = d.clone();
     wrong.teachers = vec!["/no/teacher.onnx".into()];
@@ -280,6 +292,7 @@ fn smoke_training_loss_falls_resumes_and_exports() {
 /// the int8 graphs all compute the same network.
 #[test]
 fn strided_layers_export_and_quantize_consistently() {
+    let _serial = training_lock();
     let s = split();
     let tmp = tempfile::tempdir().unwrap();
     let cache = ImageCache::open(&fixture(), &tmp.path().join("cache"), &all_ids(&s)).unwrap();
@@ -413,6 +426,7 @@ fn augmentation_keeps_labels_and_shapes_and_spares_evaluation() {
 /// told apart from products by the exported model in tract.
 #[test]
 fn station_training_learns_empty_belts() {
+    let _serial = training_lock();
     let full = split();
     let tmp = tempfile::tempdir().unwrap();
     let cache = ImageCache::open(&fixture(), &tmp.path().join("cache"), &all_ids(&full)).unwrap();
@@ -490,6 +504,25 @@ fn station_training_learns_empty_belts() {
     assert!(check.max_abs_logit_diff_tract_vs_burn < 1e-4);
     let model = Model::from_path(&onnx, BackendKind::Tract, 1).unwrap();
     assert_eq!(model.info.labels, labels);
+    // Temperature scaling folds 1/T into the head: logits divide by T exactly, predictions stay,
+    // the metadata records it, and a calibrated model is not calibrated twice.
+    {
+        use training::temperature as temp;
+        let bytes = std::fs::read(&onnx).unwrap();
+        let scaled = temp::apply(&bytes, 0.5).unwrap();
+        assert_eq!(temp::folded(&scaled), Some(0.5));
+        assert_eq!(temp::folded(&bytes), None);
+        assert!(temp::apply(&scaled, 0.5).is_err());
+        let m2 = Model::from_bytes(&scaled, "t".into(), BackendKind::Tract, 1).unwrap();
+        let (frames, truth) = temp::fitting_frames(&s.val, 4, labels.len() - 1, &cache);
+        assert_eq!(frames.len(), truth.len());
+        assert_eq!(frames.len(), s.val.len() * 4 + 4);
+        let a = temp::logits(&model, &frames).unwrap();
+        let b = temp::logits(&m2, &frames).unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x / 0.5 - y).abs() < 1e-3 * (1.0 + x.abs()), "{x} {y}");
+        }
+    }
     // Empty belts get more of the `none` output than product photos do: the model tells them
     // apart after a few seconds of training.
     let p_none = |frames: &[Vec<u8>]| {

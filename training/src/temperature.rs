@@ -1,0 +1,191 @@
+//! Temperature scaling (Guo et al., 2017) of an exported model: one number T, fitted on the
+//! validation split by minimising the negative log-likelihood, divides the logits. Accuracy is
+//! unchanged (the argmax is the same); confidences become honest. It matters at a station,
+//! where a fixed threshold (0.6) decides what is reported: label smoothing, distillation and
+//! the flat targets of other kinds leave the station model under-confident, so correct tags
+//! fall below the threshold more often than they should.
+//!
+//! T is fitted on what the station sees: val catalogue photos, the `mild`, `hard` and `tray`
+//! station frames and empty frames (target `none`), through `tag`'s preprocessing and tract.
+//! It is folded into the head (weights and bias divided by T), so the runtime needs nothing new;
+//! the ONNX metadata records it as `temperature`.
+
+use crate::cache::ImageCache;
+use crate::export::float_model;
+use crate::onnx;
+use crate::split::Entry;
+use crate::station::Level;
+use crate::station_eval::level_inputs;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+use tagger::model::Model;
+use tagger::tract_onnx::pb;
+use tagger::tract_onnx::prelude::Framework;
+
+/// The metadata key that records the folded temperature.
+pub const KEY_TEMPERATURE: &str = "temperature";
+
+/// What `training calibrate` writes into the model card.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TemperatureScaling {
+    /// In steps of 0.01, as fitted.
+    pub temperature: f64,
+    pub fitted_on: String,
+    pub frames: usize,
+    pub nll_before: f64,
+    pub nll_after: f64,
+    /// Expected calibration error (15 bins of top-1 confidence), before and after.
+    pub ece_before: f64,
+    pub ece_after: f64,
+}
+
+fn softmax_t(row: &[f32], t: f32) -> Vec<f64> {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+    let e: Vec<f64> = row
+        .iter()
+        .map(|&v| ((v as f64 - max) / t as f64).exp())
+        .collect();
+    let s: f64 = e.iter().sum();
+    e.into_iter().map(|v| v / s).collect()
+}
+
+/// Mean negative log-likelihood of `truth` under softmax(logits / t).
+pub fn nll(logits: &[f32], classes: usize, truth: &[usize], t: f32) -> f64 {
+    let sum: f64 = logits
+        .chunks(classes)
+        .zip(truth)
+        .map(|(row, &y)| -softmax_t(row, t)[y].max(1e-12).ln())
+        .sum();
+    sum / truth.len().max(1) as f64
+}
+
+/// Expected calibration error over 15 equal-width bins of top-1 confidence.
+pub fn ece(logits: &[f32], classes: usize, truth: &[usize], t: f32) -> f64 {
+    const BINS: usize = 15;
+    let mut count = [0usize; BINS];
+    let (mut conf, mut hits) = ([0f64; BINS], [0f64; BINS]);
+    for (row, &y) in logits.chunks(classes).zip(truth) {
+        let p = softmax_t(row, t);
+        let (arg, top) = p
+            .iter()
+            .enumerate()
+            .fold((0, 0.0), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+        let bin = ((top * BINS as f64) as usize).min(BINS - 1);
+        count[bin] += 1;
+        conf[bin] += top;
+        hits[bin] += (arg == y) as usize as f64;
+    }
+    let n = truth.len().max(1) as f64;
+    (0..BINS)
+        .filter(|&b| count[b] > 0)
+        .map(|b| (hits[b] - conf[b]).abs() / n)
+        .sum()
+}
+
+/// The temperature in [0.25, 2.0] (steps of 0.01) with the lowest NLL.
+pub fn fit(logits: &[f32], classes: usize, truth: &[usize]) -> f32 {
+    (25..=200)
+        .map(|i| i as f32 / 100.0)
+        .map(|t| (t, nll(logits, classes, truth, t)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(1.0, |(t, _)| t)
+}
+
+/// Val frames the temperature is fitted on, with their targets: catalogue, `mild`, `hard`,
+/// `tray` (the product's class) and `empties` empty frames (`none`, the last output).
+pub fn fitting_frames(
+    entries: &[Entry],
+    empties: usize,
+    none: usize,
+    cache: &ImageCache,
+) -> (Vec<Vec<u8>>, Vec<usize>) {
+    let present: Vec<Entry> = entries
+        .iter()
+        .copied()
+        .filter(|e| cache.get(e.0).is_some())
+        .collect();
+    let (mut frames, mut truth) = (vec![], vec![]);
+    for e in &present {
+        frames.push(cache.get(e.0).expect("present").to_vec());
+        truth.push(e.1);
+    }
+    for level in [Level::Mild, Level::Hard, Level::Tray] {
+        frames.extend(level_inputs(level, "val", &present, 0, cache));
+        truth.extend(present.iter().map(|e| e.1));
+    }
+    frames.extend(level_inputs(Level::Empty, "val", &[], empties, cache));
+    truth.extend(std::iter::repeat_n(none, empties));
+    (frames, truth)
+}
+
+/// Logits of `frames` through the runtime.
+pub fn logits(model: &Model, frames: &[Vec<u8>]) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(frames.len() * model.classes());
+    for chunk in frames.chunks(256) {
+        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        out.extend(model.logits(&model.batch_input(&refs), refs.len())?);
+    }
+    Ok(out)
+}
+
+/// The float ONNX `bytes` with its head divided by `t`, recorded in the metadata. Refuses a model
+/// that is calibrated already or quantized (calibrate the float model, then quantize it).
+pub fn apply(bytes: &[u8], t: f32) -> Result<Vec<u8>> {
+    if !(t.is_finite() && t > 0.0) {
+        bail!("temperature must be a positive number, got {t}");
+    }
+    let proto = tagger::tract_onnx::onnx()
+        .proto_model_for_read(&mut Cursor::new(bytes))
+        .map_err(|e| anyhow::anyhow!("not an ONNX model: {e:#}"))?;
+    if proto
+        .metadata_props
+        .iter()
+        .any(|p| p.key == KEY_TEMPERATURE)
+    {
+        bail!("the model is calibrated already; re-export it to calibrate again");
+    }
+    let info = tagger::model::read_info(bytes)?;
+    let mut net = crate::quantize::folded_from_onnx(&proto).context("reading the float model")?;
+    net.head_w.iter_mut().for_each(|w| *w /= t);
+    net.head_b.iter_mut().for_each(|b| *b /= t);
+    let mut m = float_model(&net, &info);
+    m.metadata_props.push(pb::StringStringEntryProto {
+        key: KEY_TEMPERATURE.into(),
+        value: format!("{t}"),
+    });
+    Ok(onnx::encode(&m))
+}
+
+/// The temperature folded into a model, if any.
+pub fn folded(bytes: &[u8]) -> Option<f32> {
+    let proto = tagger::tract_onnx::onnx()
+        .proto_model_for_read(&mut Cursor::new(bytes))
+        .ok()?;
+    proto
+        .metadata_props
+        .iter()
+        .find(|p| p.key == KEY_TEMPERATURE)
+        .and_then(|p| p.value.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fitting_sharpens_an_underconfident_model_and_softens_an_overconfident_one() {
+        // Two classes; every example right with logit margin 1: p = 0.73 at T = 1, while the
+        // labels say they are always right -> a lower T fits better.
+        let logits: Vec<f32> = (0..100).flat_map(|_| [1.0, 0.0]).collect();
+        let truth = vec![0; 100];
+        let t = fit(&logits, 2, &truth);
+        assert!(t < 0.5, "{t}");
+        assert!(nll(&logits, 2, &truth, t) < nll(&logits, 2, &truth, 1.0));
+        // Margin 8 but right only 80% of the time: a higher T fits better.
+        let logits: Vec<f32> = (0..100).flat_map(|_| [8.0, 0.0]).collect();
+        let truth: Vec<usize> = (0..100).map(|i| (i % 5 == 0) as usize).collect();
+        assert!(fit(&logits, 2, &truth) > 1.5);
+        assert!(ece(&logits, 2, &truth, fit(&logits, 2, &truth)) < ece(&logits, 2, &truth, 1.0));
+    }
+}
