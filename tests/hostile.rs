@@ -209,3 +209,34 @@ fn ctrl_c_during_bench_keeps_the_partial_report() {
     assert!(n > 0 && n < 10_000_000, "{r}");
     assert!(stderr(&o).contains("stopped after"), "{}", stderr(&o));
 }
+
+#[test]
+fn ctrl_c_ends_a_slowly_paced_replay_promptly() {
+    // One frame every 100 s: the wait must not delay a stop.
+    let child = Command::new(env!("CARGO_BIN_EXE_tag"))
+        .args([
+            "watch",
+            "--source",
+            examples().to_str().unwrap(),
+            "--fps",
+            "0.01",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    no_panic(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?} to stop",
+        started.elapsed()
+    );
+}

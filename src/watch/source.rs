@@ -49,7 +49,9 @@ pub fn open(uri: &str, cfg: &SourceSection, stop: Arc<AtomicBool>) -> Result<Box
         return super::v4l2::open(Path::new(dev), cfg, stop);
     }
     if path.is_dir() {
-        return Ok(Box::new(FolderSource::new(path, cfg.fps, cfg.repeat)?));
+        return Ok(Box::new(
+            FolderSource::new(path, cfg.fps, cfg.repeat)?.stopped_by(stop),
+        ));
     }
     if path.exists() {
         bail!("source {uri} is a file; give a folder of frames, an http:// MJPEG stream or a /dev/video* camera");
@@ -64,6 +66,8 @@ pub struct FolderSource {
     interval: Option<Duration>,
     last: Option<std::time::Instant>,
     repeat: bool,
+    /// Ends a paced wait early (a slow `--fps` must not delay Ctrl-C).
+    stop: Arc<AtomicBool>,
 }
 
 impl FolderSource {
@@ -86,7 +90,14 @@ impl FolderSource {
             interval: fps.map(|f| Duration::from_secs_f64(1.0 / f as f64)),
             last: None,
             repeat,
+            stop: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Waits between paced frames end when `stop` is set.
+    pub fn stopped_by(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = stop;
+        self
     }
 }
 
@@ -100,7 +111,9 @@ impl FrameSource for FolderSource {
         }
         if let (Some(interval), Some(last)) = (self.interval, self.last) {
             if let Some(wait) = interval.checked_sub(last.elapsed()) {
-                std::thread::sleep(wait);
+                if !sleep_unless_stopped(wait, &self.stop) {
+                    return Ok(None);
+                }
             }
         }
         self.last = Some(std::time::Instant::now());
