@@ -85,12 +85,20 @@ enum Cmd {
         /// Timed inferences (1 to 10,000,000).
         #[arg(long, default_value_t = 200, value_parser = parse_iterations)]
         iterations: usize,
-        /// `human` or `json`.
-        #[arg(long, default_value = "human")]
-        format: String,
+        #[arg(long, value_enum, default_value_t = BenchFormat::Human)]
+        format: BenchFormat,
     },
     /// Classify a camera stream continuously; report each product once (see firmware-config/).
     Watch(Box<WatchArgs>),
+}
+
+/// `tag bench` output.
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum BenchFormat {
+    /// Aligned lines for people.
+    Human,
+    /// One JSON object.
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -206,7 +214,7 @@ fn long_version() -> String {
     }
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let matches = Cli::command()
         .version(env!("CARGO_PKG_VERSION"))
         .long_version(&*Box::leak(long_version().into_boxed_str()))
@@ -215,22 +223,20 @@ fn main() {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    std::process::exit(match cli.cmd {
+    // The one place outcomes become exit codes (0/1/2, see EXIT_*).
+    let code = match cli.cmd {
         Some(Cmd::Bench {
             model,
             iterations,
             format,
-        }) => bench(&model, iterations, &format),
+        }) => bench(&model, iterations, format),
         Some(Cmd::Watch(args)) => watch(*args),
         None => tag(cli.tag),
-    });
+    };
+    std::process::ExitCode::from(code as u8)
 }
 
-fn bench(args: &ModelArgs, iterations: usize, format: &str) -> i32 {
-    if format != "human" && format != "json" {
-        eprintln!("tag: error: --format for bench is `human` or `json`, not `{format}`");
-        return EXIT_USAGE;
-    }
+fn bench(args: &ModelArgs, iterations: usize, format: BenchFormat) -> i32 {
     let threads = args.threads.unwrap_or(1);
     let backend = args.backend.unwrap_or(BackendKind::Tract);
     // Ctrl-C ends the timing early and still prints the report of what was measured.
@@ -247,7 +253,7 @@ fn bench(args: &ModelArgs, iterations: usize, format: &str) -> i32 {
                     r.iterations
                 );
             }
-            if format == "json" {
+            if format == BenchFormat::Json {
                 println!("{}", serde_json::to_string(&r).expect("report serialises"));
             } else {
                 println!("model        {} ({} bytes)", r.model, r.model_bytes);
