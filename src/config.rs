@@ -184,11 +184,63 @@ impl Default for OutputSection {
     }
 }
 
+/// Command-line settings laid over a config file: `None` / `false` keeps the file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub model: Option<PathBuf>,
+    pub backend: Option<BackendKind>,
+    pub threads: Option<usize>,
+    pub source: Option<String>,
+    pub fps: Option<f32>,
+    pub repeat: bool,
+    pub format: Option<WatchFormat>,
+    pub all_frames: bool,
+    pub stats_json: bool,
+    pub stats_interval_s: Option<f32>,
+    pub threshold: Option<f32>,
+    pub debounce: Option<usize>,
+    pub snapshots: Option<PathBuf>,
+    pub framebuffer: Option<PathBuf>,
+    pub roi: Option<Roi>,
+}
+
 impl StationConfig {
+    /// The config file (or the defaults), the command line on top, validated once both apply.
+    pub fn resolve(file: Option<&Path>, overrides: Overrides) -> Result<Self> {
+        let mut cfg = match file {
+            Some(p) => Self::load(p)?,
+            None => Self::default(),
+        };
+        cfg.apply(overrides);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Lays command-line settings over these (call [`Self::validate`] afterwards).
+    pub fn apply(&mut self, o: Overrides) {
+        self.model.path = o.model.or(self.model.path.take());
+        self.model.backend = o.backend.unwrap_or(self.model.backend);
+        self.model.threads = o.threads.unwrap_or(self.model.threads);
+        self.source.uri = o.source.or(self.source.uri.take());
+        self.source.fps = o.fps.or(self.source.fps);
+        self.source.repeat |= o.repeat;
+        self.output.format = o.format.unwrap_or(self.output.format);
+        self.output.all_frames |= o.all_frames;
+        self.output.stats_json |= o.stats_json;
+        self.output.stats_interval_s = o.stats_interval_s.unwrap_or(self.output.stats_interval_s);
+        self.verdict.threshold = o.threshold.unwrap_or(self.verdict.threshold);
+        self.verdict.debounce = o.debounce.unwrap_or(self.verdict.debounce);
+        self.overlay.snapshots = o.snapshots.or(self.overlay.snapshots.take());
+        self.overlay.framebuffer = o.framebuffer.or(self.overlay.framebuffer.take());
+        self.roi = o.roi.unwrap_or(self.roi);
+    }
+
     /// Reads and validates a config file; errors name the file, the key and the fix.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let bytes =
+            crate::limits::read_file_as(path, 1024 * 1024, "config").map_err(anyhow::Error::msg)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("config {} is not UTF-8 text", path.display()))?;
         let cfg: Self = toml::from_str(&text)
             .with_context(|| format!("config {} is invalid", path.display()))?;
         cfg.validate()
@@ -279,6 +331,28 @@ mod tests {
         assert_eq!(cfg.verdict.debounce, 3);
         assert_eq!(cfg.roi, Roi::FULL);
         assert_eq!(cfg.output.format, WatchFormat::Jsonl);
+    }
+
+    #[test]
+    fn command_line_overrides_the_file_and_is_validated() {
+        let mut cfg = parse("[verdict]\nthreshold = 0.7\ndebounce = 4\n").unwrap();
+        cfg.apply(Overrides {
+            threshold: Some(0.5),
+            roi: Some("0.25,0,0.5,1".parse().unwrap()),
+            ..Overrides::default()
+        });
+        assert_eq!((cfg.verdict.threshold, cfg.verdict.debounce), (0.5, 4));
+        assert_eq!(cfg.roi.width, 0.5);
+        let bad = StationConfig::resolve(
+            None,
+            Overrides {
+                fps: Some(1e-30),
+                ..Overrides::default()
+            },
+        );
+        assert!(format!("{:#}", bad.unwrap_err()).contains("source.fps"));
+        assert!("1,2,3".parse::<Roi>().is_err());
+        assert!("a,b,c,d".parse::<Roi>().is_err());
     }
 
     #[test]

@@ -198,6 +198,28 @@ impl Default for Roi {
     }
 }
 
+impl std::str::FromStr for Roi {
+    type Err = String;
+
+    /// `x,y,width,height` as fractions of the frame (checked by [`Roi::validate`]).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let v: Vec<f32> = s
+            .split(',')
+            .map(|x| x.trim().parse::<f32>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| format!("`{s}`: expected four numbers x,y,width,height"))?;
+        let [x, y, width, height] = v[..] else {
+            return Err(format!("`{s}`: expected four numbers x,y,width,height"));
+        };
+        Ok(Roi {
+            x,
+            y,
+            width,
+            height,
+        })
+    }
+}
+
 impl Roi {
     /// The whole frame.
     pub const FULL: Roi = Roi {

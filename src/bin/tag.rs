@@ -133,7 +133,7 @@ struct WatchArgs {
     debounce: Option<usize>,
     /// Region of interest `x,y,width,height` as fractions of the frame, e.g. `0.25,0,0.5,1`.
     #[arg(long)]
-    roi: Option<String>,
+    roi: Option<tagger::preprocess::Roi>,
     /// Pace of a folder replay in frames/s (frames are then dropped when inference lags).
     #[arg(long)]
     fps: Option<f32>,
@@ -363,55 +363,29 @@ fn tag(args: TagArgs) -> i32 {
     }
 }
 
-/// The config file, then the command line on top; validated once both are applied.
+/// The config file, then the command line on top (config.rs), validated once both apply.
 fn watch_config(args: &WatchArgs) -> anyhow::Result<StationConfig> {
-    let mut cfg = match &args.config {
-        Some(p) => StationConfig::load(p)?,
-        None => StationConfig::default(),
-    };
     let m = &args.model;
-    if m.model.is_some() {
-        cfg.model.path = m.model.clone();
-    }
-    cfg.model.backend = m.backend.unwrap_or(cfg.model.backend);
-    cfg.model.threads = m.threads.unwrap_or(cfg.model.threads);
-    if args.source.is_some() {
-        cfg.source.uri = args.source.clone();
-    }
-    cfg.source.fps = args.fps.or(cfg.source.fps);
-    cfg.source.repeat |= args.repeat;
-    cfg.output.format = args.format.unwrap_or(cfg.output.format);
-    cfg.output.all_frames |= args.all_frames;
-    cfg.output.stats_json |= args.stats_json;
-    cfg.output.stats_interval_s = args.stats_interval.unwrap_or(cfg.output.stats_interval_s);
-    cfg.verdict.threshold = args.threshold.unwrap_or(cfg.verdict.threshold);
-    cfg.verdict.debounce = args.debounce.unwrap_or(cfg.verdict.debounce);
-    if args.snapshots.is_some() {
-        cfg.overlay.snapshots = args.snapshots.clone();
-    }
-    if args.framebuffer.is_some() {
-        cfg.overlay.framebuffer = args.framebuffer.clone();
-    }
-    if let Some(roi) = &args.roi {
-        let v: Vec<f32> = roi
-            .split(',')
-            .map(|x| x.trim().parse::<f32>())
-            .collect::<Result<_, _>>()
-            .map_err(|_| {
-                anyhow::anyhow!("--roi `{roi}`: expected four numbers x,y,width,height")
-            })?;
-        let [x, y, width, height] = v[..] else {
-            anyhow::bail!("--roi `{roi}`: expected four numbers x,y,width,height");
-        };
-        cfg.roi = tagger::preprocess::Roi {
-            x,
-            y,
-            width,
-            height,
-        };
-    }
-    cfg.validate()?;
-    Ok(cfg)
+    StationConfig::resolve(
+        args.config.as_deref(),
+        tagger::config::Overrides {
+            model: m.model.clone(),
+            backend: m.backend,
+            threads: m.threads,
+            source: args.source.clone(),
+            fps: args.fps,
+            repeat: args.repeat,
+            format: args.format,
+            all_frames: args.all_frames,
+            stats_json: args.stats_json,
+            stats_interval_s: args.stats_interval,
+            threshold: args.threshold,
+            debounce: args.debounce,
+            snapshots: args.snapshots.clone(),
+            framebuffer: args.framebuffer.clone(),
+            roi: args.roi,
+        },
+    )
 }
 
 fn watch(args: WatchArgs) -> i32 {
