@@ -437,11 +437,12 @@ fn watch(args: WatchArgs) -> i32 {
         None => Box::new(std::io::stdout().lock()),
     };
     eprintln!(
-        "tag watch: {} v{} on {} x{}, source {source}",
+        "tag watch: {} v{} on {} x{}, source {}",
         model.info.name,
         model.info.version,
         model.backend_name(),
-        cfg.model.threads
+        cfg.model.threads,
+        tagger::watch::mjpeg::redacted(&source)
     );
     let opts = tagger::watch::WatchOptions {
         config: &cfg,

@@ -67,6 +67,8 @@ impl Read for Conn {
 }
 
 pub struct MjpegSource {
+    /// The URL as given (with any password); `conn.what` is the redacted one for logs.
+    url: String,
     conn: Reconnecting<Stream>,
 }
 
@@ -87,15 +89,94 @@ struct Url {
     host: String,
     port: u16,
     path: String,
+    /// `user:password` from the URL, sent as HTTP basic auth.
+    credentials: Option<String>,
 }
 
-fn parse_url(url: &str) -> Result<Url> {
-    let rest = url
+/// An HTTP answer: status line, headers, and the reader at the start of the body.
+type Answer = (String, Vec<(String, String)>, BufReader<Conn>);
+
+/// How many redirects (301/302/303/307/308) are followed before giving up.
+const MAX_REDIRECTS: usize = 5;
+
+/// The URL as it may appear in logs: a password is shown as `***`.
+pub fn redacted(url: &str) -> String {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("http://{user}:***@{}", &rest[at + 1..])
+        }
+        None => url.to_string(),
+    }
+}
+
+/// `%XX` escapes in URL user info (`p%40ss` -> `p@ss`).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Standard base64 with padding, for the basic-auth header: a dozen lines, not worth a crate.
+fn base64(input: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for c in input.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for (k, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if k <= c.len() {
+                out.push(A[(n >> shift & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn parse_url(full: &str) -> Result<Url> {
+    let url = &redacted(full);
+    let rest = full
         .strip_prefix("http://")
         .ok_or_else(|| anyhow!("{url}: only http:// URLs are supported"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
+    };
+    let (credentials, authority) = match authority.rfind('@') {
+        Some(at) => {
+            let info = &authority[..at];
+            let (user, pass) = info.split_once(':').unwrap_or((info, ""));
+            (
+                Some(format!("{}:{}", percent_decode(user), percent_decode(pass))),
+                &authority[at + 1..],
+            )
+        }
+        None => (None, authority),
     };
     // `[::1]:8080`: an IPv6 literal in brackets, its colons not a port separator.
     let (host, port_part) = match authority.strip_prefix('[') {
@@ -123,6 +204,7 @@ fn parse_url(url: &str) -> Result<Url> {
         host: host.to_string(),
         port,
         path: path.to_string(),
+        credentials,
     })
 }
 
@@ -132,21 +214,60 @@ impl MjpegSource {
     pub fn connect(url: &str, reconnect_max_s: f32, stop: Arc<AtomicBool>) -> Result<Self> {
         let stream = Stream::open(url, stop.clone())?;
         Ok(Self {
-            conn: Reconnecting::new(url.to_string(), stream, reconnect_max_s, stop),
+            url: url.to_string(),
+            conn: Reconnecting::new(redacted(url), stream, reconnect_max_s, stop),
         })
     }
 }
 
 impl Stream<Conn> {
+    /// Connects, follows up to [`MAX_REDIRECTS`] redirects, and reads the answer's headers.
     fn open(url: &str, stop: Arc<AtomicBool>) -> Result<Self> {
+        let shown = redacted(url);
+        let mut target = url.to_string();
+        for _ in 0..=MAX_REDIRECTS {
+            let (status, headers, reader) = Self::request(&target, &shown, stop.clone())?;
+            let code = status.split_whitespace().nth(1).unwrap_or("");
+            if status.starts_with("HTTP/") && code == "200" {
+                return Self::from_answer(&shown, &headers, reader);
+            }
+            if let ("301" | "302" | "303" | "307" | "308", Some(location)) =
+                (code, header(&headers, "location"))
+            {
+                target = redirect_target(&target, &location)
+                    .with_context(|| format!("camera {shown} redirects to `{location}`"))?;
+                continue;
+            }
+            if code == "401" {
+                bail!(
+                    "camera {shown} wants a user name and password: put them in the URL, \
+                     http://user:password@host/path (answer `{}`)",
+                    status.trim()
+                );
+            }
+            bail!(
+                "camera {shown} answered `{}` instead of 200 OK (is the stream path right?)",
+                status.trim()
+            );
+        }
+        bail!("camera {shown} redirects more than {MAX_REDIRECTS} times")
+    }
+
+    /// One GET: the status line, the headers and the reader positioned at the body.
+    fn request(
+        url: &str,
+        shown: &str,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Answer> {
+        let url_shown = shown;
         let u = parse_url(url)?;
         let addr = (u.host.as_str(), u.port)
             .to_socket_addrs()
-            .with_context(|| format!("camera {url}: cannot resolve host {}", u.host))?
+            .with_context(|| format!("camera {url_shown}: cannot resolve host {}", u.host))?
             .next()
-            .ok_or_else(|| anyhow!("camera {url}: host {} has no address", u.host))?;
+            .ok_or_else(|| anyhow!("camera {url_shown}: host {} has no address", u.host))?;
         let tcp = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).with_context(|| {
-            format!("camera {url} is unreachable (check that it is powered, on the network, and the URL)")
+            format!("camera {url_shown} is unreachable (check that it is powered, on the network, and the URL)")
         })?;
         tcp.set_write_timeout(Some(CONNECT_TIMEOUT))?;
         let host = if u.host.contains(':') {
@@ -154,33 +275,39 @@ impl Stream<Conn> {
         } else {
             u.host.clone()
         };
+        let auth = u
+            .credentials
+            .as_ref()
+            .map(|c| format!("Authorization: Basic {}\r\n", base64(c.as_bytes())))
+            .unwrap_or_default();
         (&tcp)
             .write_all(
                 format!(
-                    "GET {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: fashion-tagger\r\nAccept: multipart/x-mixed-replace, image/jpeg\r\n\r\n",
+                    "GET {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: fashion-tagger\r\n{auth}Accept: multipart/x-mixed-replace, image/jpeg\r\n\r\n",
                     u.path
                 )
                 .as_bytes(),
             )
-            .with_context(|| format!("camera {url}: cannot send the request"))?;
+            .with_context(|| format!("camera {url_shown}: cannot send the request"))?;
         let mut reader = BufReader::new(Conn {
             tcp,
             deadline: Instant::now() + HEADER_DEADLINE,
             waiting_for: "the HTTP answer",
             stop,
         });
-        let status =
-            read_line(&mut reader).with_context(|| format!("camera {url}: no HTTP answer"))?;
-        let code = status.split_whitespace().nth(1).unwrap_or("");
-        if !status.starts_with("HTTP/") || code != "200" {
-            bail!(
-                "camera {url} answered `{}` instead of 200 OK (is the stream path right?)",
-                status.trim()
-            );
-        }
+        let status = read_line(&mut reader)
+            .with_context(|| format!("camera {url_shown}: no HTTP answer"))?;
         let headers =
-            read_headers(&mut reader).with_context(|| format!("camera {url}: bad answer"))?;
-        let ctype = header(&headers, "content-type").unwrap_or_default();
+            read_headers(&mut reader).with_context(|| format!("camera {url_shown}: bad answer"))?;
+        Ok((status, headers, reader))
+    }
+
+    fn from_answer(
+        url: &str,
+        headers: &[(String, String)],
+        reader: BufReader<Conn>,
+    ) -> Result<Self> {
+        let ctype = header(headers, "content-type").unwrap_or_default();
         let boundary = ctype
             .split(';')
             .find_map(|p| p.trim().strip_prefix("boundary="))
@@ -282,6 +409,24 @@ fn find_line_start(body: &[u8], marker: &[u8]) -> Option<usize> {
     body[start..].starts_with(marker).then_some(start)
 }
 
+/// Where a `Location` header points: an absolute http:// URL, or a path on the same camera
+/// (credentials kept).
+fn redirect_target(from: &str, location: &str) -> Result<String> {
+    let location = location.trim();
+    if location.starts_with("http://") {
+        return Ok(location.to_string());
+    }
+    if location.starts_with("https://") {
+        bail!("https is not supported");
+    }
+    let Some(path) = location.strip_prefix('/') else {
+        bail!("not an http:// URL or an absolute path");
+    };
+    let rest = from.strip_prefix("http://").unwrap_or(from);
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    Ok(format!("http://{authority}/{path}"))
+}
+
 fn truncate(s: &str) -> String {
     s.chars().take(60).collect()
 }
@@ -321,7 +466,7 @@ fn header(headers: &[(String, String)], name: &str) -> Option<String> {
 
 impl FrameSource for MjpegSource {
     fn next_frame(&mut self) -> Result<Option<FrameData>> {
-        let (url, stop) = (self.conn.what.clone(), self.conn.stop.clone());
+        let (url, stop) = (self.url.clone(), self.conn.stop.clone());
         Ok(self
             .conn
             .next(Stream::<Conn>::next_frame_part, || {
@@ -361,16 +506,102 @@ mod tests {
         assert!(parse_url("http:///a").is_err());
     }
 
+    #[test]
+    fn credentials_are_parsed_sent_encoded_and_never_shown() {
+        let u = parse_url("http://admin:p%40ss:w@10.0.0.7:8080/video").unwrap();
+        assert_eq!(u.credentials.as_deref(), Some("admin:p@ss:w"));
+        assert_eq!((u.host.as_str(), u.port), ("10.0.0.7", 8080));
+        assert_eq!(
+            base64(b"Aladdin:open sesame"),
+            "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b""), "");
+        assert_eq!(
+            redacted("http://admin:secret@cam/v"),
+            "http://admin:***@cam/v"
+        );
+        assert_eq!(redacted("http://cam:81/v@x"), "http://cam:81/v@x");
+        let e = format!(
+            "{:#}",
+            parse_url("http://admin:secret@cam:x/").err().unwrap()
+        );
+        assert!(!e.contains("secret"), "{e}");
+    }
+
+    /// Answers each of `answers` in turn, one connection each, passing the request to `check`.
+    fn serve_sequence(answers: Vec<Vec<u8>>, check: fn(&str) -> bool) -> std::net::SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for answer in answers {
+                let Ok((mut s, _)) = l.accept() else { return };
+                let mut req = [0u8; 2048];
+                let n = s.read(&mut req).unwrap_or(0);
+                let req = String::from_utf8_lossy(&req[..n]).into_owned();
+                if check(&req) {
+                    let _ = s.write_all(&answer);
+                } else {
+                    let _ = s.write_all(b"HTTP/1.0 401 Unauthorized\r\n\r\n");
+                }
+            }
+        });
+        addr
+    }
+
+    fn stream_answer() -> Vec<u8> {
+        let mut a = MJPEG_HEAD.as_bytes().to_vec();
+        a.extend_from_slice(b"--f\r\nContent-Length: 3\r\n\r\nabc\r\n");
+        a
+    }
+
+    #[test]
+    fn basic_auth_and_redirects() {
+        // admin:secret -> YWRtaW46c2VjcmV0
+        let authorised = |r: &str| r.contains("Authorization: Basic YWRtaW46c2VjcmV0\r\n");
+        let addr = serve_sequence(
+            vec![
+                b"HTTP/1.0 302 Found\r\nLocation: /real\r\n\r\n".to_vec(),
+                stream_answer(),
+            ],
+            authorised,
+        );
+        let mut s = Stream::open(&format!("http://admin:secret@{addr}/old"), no_stop()).unwrap();
+        assert_eq!(s.next_part().unwrap(), b"abc");
+        let addr = serve_sequence(vec![stream_answer()], authorised);
+        let e = format!(
+            "{:#}",
+            Stream::open(&format!("http://admin:wrong@{addr}/"), no_stop())
+                .err()
+                .unwrap()
+        );
+        assert!(
+            e.contains("user name and password") && !e.contains("wrong"),
+            "{e}"
+        );
+        let looping: Vec<Vec<u8>> = (0..=MAX_REDIRECTS)
+            .map(|_| b"HTTP/1.0 301 Moved\r\nLocation: /again\r\n\r\n".to_vec())
+            .collect();
+        let addr = serve_sequence(looping, |_| true);
+        let e = format!(
+            "{:#}",
+            Stream::open(&format!("http://{addr}/"), no_stop())
+                .err()
+                .unwrap()
+        );
+        assert!(e.contains("redirects more than"), "{e}");
+    }
+
     fn no_stop() -> Arc<AtomicBool> {
         Arc::new(AtomicBool::new(false))
     }
 
     const MJPEG_HEAD: &str =
-        "HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n";
+        "HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=f\r\n\r\n";
 
     #[test]
     fn a_part_without_newlines_is_bounded() {
-        let mut body = b"--frame\r\nContent-Type: image/jpeg\r\n\r\n".to_vec();
+        let mut body = b"--f\r\nContent-Type: image/jpeg\r\n\r\n".to_vec();
         body.extend(std::iter::repeat_n(b'A', MAX_PART + 4096));
         let url = serve_once(MJPEG_HEAD, body);
         let mut s = Stream::open(&url, no_stop()).unwrap();
