@@ -254,11 +254,7 @@ impl Stream<Conn> {
     }
 
     /// One GET: the status line, the headers and the reader positioned at the body.
-    fn request(
-        url: &str,
-        shown: &str,
-        stop: Arc<AtomicBool>,
-    ) -> Result<Answer> {
+    fn request(url: &str, shown: &str, stop: Arc<AtomicBool>) -> Result<Answer> {
         let url_shown = shown;
         let u = parse_url(url)?;
         let addr = (u.host.as_str(), u.port)
