@@ -237,8 +237,8 @@ impl StationConfig {
 
     /// Reads and validates a config file; errors name the file, the key and the fix.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes =
-            crate::limits::read_file_as(path, 1024 * 1024, "config").map_err(anyhow::Error::msg)?;
+        let bytes = crate::limits::read_file_as(path, crate::limits::MAX_CONFIG_BYTES, "config")
+            .map_err(anyhow::Error::msg)?;
         let text = String::from_utf8(bytes)
             .map_err(|_| anyhow::anyhow!("config {} is not UTF-8 text", path.display()))?;
         let cfg: Self = toml::from_str(&text)

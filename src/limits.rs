@@ -15,6 +15,8 @@ const MIB: u64 = 1024 * 1024;
 
 /// Largest image file, stdin image or replayed frame: a 24 MP JPEG is ~15 MiB.
 pub const MAX_IMAGE_BYTES: u64 = 64 * MIB;
+/// Largest station config (TOML): the shipped ones are under 4 KiB.
+pub const MAX_CONFIG_BYTES: u64 = MIB;
 /// Largest model file: the shipped ones are under 2 MiB.
 pub const MAX_MODEL_BYTES: u64 = 256 * MIB;
 /// Largest MJPEG part (one frame): a 4K JPEG is a few MiB.
@@ -69,17 +71,22 @@ fn kind_of(md: &std::fs::Metadata) -> &'static str {
     }
 }
 
+/// The metadata of `path` (symlinks followed) when it is a regular file; otherwise why not,
+/// naming it as `what`.
+fn regular(path: &Path, what: &str) -> Result<std::fs::Metadata, String> {
+    let md = std::fs::metadata(path).map_err(|e| format!("cannot read {what}: {e}"))?;
+    if md.is_file() {
+        Ok(md)
+    } else {
+        Err(format!("{what} is {}, not a regular file", kind_of(&md)))
+    }
+}
+
 /// Why `path` cannot be read as a regular file, or None when it can (symlinks followed).
 pub fn not_regular(path: &Path) -> Option<String> {
-    match std::fs::metadata(path) {
-        Ok(md) if md.is_file() => None,
-        Ok(md) => Some(format!(
-            "{} is {}, not a regular file; skipped",
-            path.display(),
-            kind_of(&md)
-        )),
-        Err(e) => Some(format!("cannot read {}: {e}", path.display())),
-    }
+    regular(path, &path.display().to_string())
+        .err()
+        .map(|why| format!("{why}; skipped"))
 }
 
 /// Reads at most `limit` bytes from `r`; more is an error naming `what`.
@@ -114,13 +121,7 @@ pub fn read_file_as(path: &Path, limit: u64, kind: &str) -> Result<Vec<u8>, Stri
     } else {
         format!("{kind} {}", path.display())
     };
-    let md = std::fs::metadata(path).map_err(|e| format!("cannot read {what}: {e}"))?;
-    if !md.is_file() {
-        return Err(format!(
-            "{what} is {}, not a regular file; give an image file",
-            kind_of(&md)
-        ));
-    }
+    let md = regular(path, &what)?;
     if md.len() > limit {
         return Err(too_large(&what, limit));
     }

@@ -103,24 +103,19 @@ fn decode_budgeted(
     if bytes.is_empty() {
         return Err(PreprocessError::Empty(name.to_string()));
     }
-    let reader = || -> Result<ImageReader<Cursor<&[u8]>>, PreprocessError> {
-        let mut reader = ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| PreprocessError::Format {
-                path: name.to_string(),
-                reason: e.to_string(),
-            })?;
-        if reader.format().is_none() {
-            return Err(PreprocessError::Format {
-                path: name.to_string(),
-                reason: "unrecognised file signature".into(),
-            });
-        }
-        reader.limits(decoder_limits());
-        Ok(reader)
-    };
-    let first = reader()?;
-    if first.format() == Some(image::ImageFormat::Jpeg) && jpeg_truncated(bytes) {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| PreprocessError::Format {
+            path: name.to_string(),
+            reason: e.to_string(),
+        })?;
+    if reader.format().is_none() {
+        return Err(PreprocessError::Format {
+            path: name.to_string(),
+            reason: "unrecognised file signature".into(),
+        });
+    }
+    if reader.format() == Some(image::ImageFormat::Jpeg) && jpeg_truncated(bytes) {
         // The JPEG decoder fills a cut-off scan with grey and reports success; a warehouse
         // camera's half-written frame must be an error, not a confident wrong label.
         return Err(PreprocessError::Decode {
@@ -128,17 +123,25 @@ fn decode_budgeted(
             reason: "JPEG is truncated (no end-of-image marker after the last scan)".into(),
         });
     }
-    // The header alone says how much decoding will take: reserve it before allocating.
-    let header = first.into_decoder().map_err(|e| limit_error(name, e))?;
-    let (w, h) = header.dimensions();
-    let rgb_copy = if header.color_type() == image::ColorType::Rgb8 {
+    reader.limits(decoder_limits());
+    // The header says how much decoding will take: check it against the per-image limit and
+    // reserve it from the shared budget before allocating (what `ImageReader::decode` does,
+    // plus the budget).
+    let mut decoder = reader.into_decoder().map_err(|e| limit_error(name, e))?;
+    let total = decoder.total_bytes();
+    let mut per_image = decoder_limits();
+    per_image.reserve(total).map_err(|e| limit_error(name, e))?;
+    decoder
+        .set_limits(per_image)
+        .map_err(|e| limit_error(name, e))?;
+    let (w, h) = decoder.dimensions();
+    let rgb_copy = if decoder.color_type() == image::ColorType::Rgb8 {
         0
     } else {
         w as u64 * h as u64 * 3
     };
-    let budget = limits::DECODES.reserve(header.total_bytes().saturating_add(rgb_copy));
-    drop(header);
-    let image = reader()?.decode().map_err(|e| limit_error(name, e))?;
+    let budget = limits::DECODES.reserve(total.saturating_add(rgb_copy));
+    let image = DynamicImage::from_decoder(decoder).map_err(|e| limit_error(name, e))?;
     Ok((image, budget))
 }
 

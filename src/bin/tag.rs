@@ -183,6 +183,19 @@ fn parse_iterations(s: &str) -> Result<usize, String> {
     parse_count(s, "--iterations", 1, limits::MAX_ITERATIONS)
 }
 
+/// A flag that Ctrl-C and SIGTERM set (the one handler for the process); if it cannot be
+/// installed, `who` warns what is lost.
+fn stop_on_signals(who: &str, lost: &str) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    if let Err(e) =
+        ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::Relaxed))
+    {
+        eprintln!("{who}: warning: cannot catch Ctrl-C/SIGTERM ({e}); {lost}");
+    }
+    stop
+}
+
 fn load_model(args: &ModelArgs) -> anyhow::Result<Model> {
     let threads = args.threads.unwrap_or(1);
     let backend = args.backend.unwrap_or(BackendKind::Tract);
@@ -240,11 +253,7 @@ fn bench(args: &ModelArgs, iterations: usize, format: BenchFormat) -> i32 {
     let threads = args.threads.unwrap_or(1);
     let backend = args.backend.unwrap_or(BackendKind::Tract);
     // Ctrl-C ends the timing early and still prints the report of what was measured.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let _ = ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed));
-    }
+    let stop = stop_on_signals("tag bench", "Ctrl-C ends it without a report");
     match tagger::bench::run(|| load_model(args), backend, threads, iterations, &stop) {
         Ok(r) => {
             if r.iterations < iterations {
@@ -412,16 +421,8 @@ fn watch(args: WatchArgs) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // Ctrl-C and SIGTERM: finish the frame in hand, flush, print the summary, exit 0.
-        if let Err(e) =
-            ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed))
-        {
-            eprintln!("tag watch: warning: cannot catch Ctrl-C/SIGTERM ({e}); a stop may lose the last line");
-        }
-    }
+    // Ctrl-C and SIGTERM: finish the frame in hand, flush, print the summary, exit 0.
+    let stop = stop_on_signals("tag watch", "a stop may lose the last line");
     let mut out: Box<dyn std::io::Write> = match &cfg.output.path {
         Some(p) => match std::fs::OpenOptions::new()
             .create(true)

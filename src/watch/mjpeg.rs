@@ -99,17 +99,22 @@ type Answer = (String, Vec<(String, String)>, BufReader<Conn>);
 /// How many redirects (301/302/303/307/308) are followed before giving up.
 const MAX_REDIRECTS: usize = 5;
 
+/// `http://AUTHORITY/PATH` split into the authority and the path (`""` when there is none).
+fn split_http(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("http://")?;
+    Some(rest.split_at(rest.find('/').unwrap_or(rest.len())))
+}
+
 /// The URL as it may appear in logs: a password is shown as `***`.
 pub fn redacted(url: &str) -> String {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or("");
-            format!("http://{user}:***@{}", &rest[at + 1..])
-        }
+    match split_http(url) {
+        Some((authority, path)) => match authority.rfind('@') {
+            Some(at) => {
+                let user = authority[..at].split(':').next().unwrap_or("");
+                format!("http://{user}:***@{}{path}", &authority[at + 1..])
+            }
+            None => url.to_string(),
+        },
         None => url.to_string(),
     }
 }
@@ -160,13 +165,9 @@ fn base64(input: &[u8]) -> String {
 
 fn parse_url(full: &str) -> Result<Url> {
     let url = &redacted(full);
-    let rest = full
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow!("{url}: only http:// URLs are supported"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
+    let (authority, path) =
+        split_http(full).ok_or_else(|| anyhow!("{url}: only http:// URLs are supported"))?;
+    let path = if path.is_empty() { "/" } else { path };
     let (credentials, authority) = match authority.rfind('@') {
         Some(at) => {
             let info = &authority[..at];
@@ -254,8 +255,7 @@ impl Stream<Conn> {
     }
 
     /// One GET: the status line, the headers and the reader positioned at the body.
-    fn request(url: &str, shown: &str, stop: Arc<AtomicBool>) -> Result<Answer> {
-        let url_shown = shown;
+    fn request(url: &str, url_shown: &str, stop: Arc<AtomicBool>) -> Result<Answer> {
         let u = parse_url(url)?;
         let addr = (u.host.as_str(), u.port)
             .to_socket_addrs()
@@ -418,8 +418,7 @@ fn redirect_target(from: &str, location: &str) -> Result<String> {
     let Some(path) = location.strip_prefix('/') else {
         bail!("not an http:// URL or an absolute path");
     };
-    let rest = from.strip_prefix("http://").unwrap_or(from);
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let (authority, _) = split_http(from).context("not redirected from an http:// URL")?;
     Ok(format!("http://{authority}/{path}"))
 }
 
@@ -651,16 +650,9 @@ mod tests {
 
     /// Serves `body` after the given headers once, on loopback.
     fn serve_once(head: &'static str, body: Vec<u8>) -> String {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        std::thread::spawn(move || {
-            let (mut s, _) = l.accept().unwrap();
-            let mut req = [0u8; 1024];
-            let _ = s.read(&mut req);
-            let _ = s.write_all(head.as_bytes());
-            let _ = s.write_all(&body);
-        });
-        format!("http://{addr}/stream")
+        let mut answer = head.as_bytes().to_vec();
+        answer.extend(body);
+        format!("http://{}/stream", serve_sequence(vec![answer], |_| true))
     }
 
     #[test]

@@ -99,21 +99,14 @@ pub fn teacher_targets(
                 products
             );
         }
-        let bar = crate::util::progress(ids.len() as u64, &format!("teacher {path}"));
-        for (chunk, out) in ids.chunks(256).zip(probs.chunks_mut(256 * classes)) {
-            let images: Vec<&[u8]> = chunk.iter().filter_map(|&id| cache.get(id)).collect();
-            let logits = model.logits(&model.batch_input(&images), images.len())?;
-            for (l, o) in logits.chunks(classes).zip(out.chunks_mut(classes)) {
-                if l.iter().any(|v| !v.is_finite()) {
-                    bail!("teacher {path} gives non-finite logits: re-export it");
-                }
-                for (o, p) in o.iter_mut().zip(softened(l, cfg.temperature)) {
-                    *o += p / cfg.teachers.len() as f32;
-                }
+        let images: Vec<&[u8]> = ids.iter().filter_map(|&id| cache.get(id)).collect();
+        let logits = crate::station_eval::logits(&model, &images)
+            .with_context(|| format!("teacher {path}: re-export it"))?;
+        for (l, o) in logits.chunks(classes).zip(probs.chunks_mut(classes)) {
+            for (o, p) in o.iter_mut().zip(softened(l, cfg.temperature)) {
+                *o += p / cfg.teachers.len() as f32;
             }
-            bar.inc(chunk.len() as u64);
         }
-        bar.finish_and_clear();
     }
     Ok(TeacherTargets {
         index: ids.iter().enumerate().map(|(i, &id)| (id, i)).collect(),

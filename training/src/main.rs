@@ -877,12 +877,16 @@ fn calibrate_cmd(
         model.display()
     )
     .into();
-    if let Some(card) = set_card_section(model, "temperature", section)? {
-        // The card describes the file that ships.
-        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&card)?)?;
-        v["onnx_bytes"] = calibrated.len().into();
-        v["onnx_sha256"] = training::util::sha256_hex(&calibrated).into();
-        training::util::write_json(&card, &v)?;
+    // The card gets the section and describes the file that ships.
+    let fields = [
+        ("temperature", section),
+        ("onnx_bytes", calibrated.len().into()),
+        (
+            "onnx_sha256",
+            training::util::sha256_hex(&calibrated).into(),
+        ),
+    ];
+    if let Some(card) = set_card_fields(model, fields)? {
         eprintln!("{} calibrated; card {}", model.display(), card.display());
     }
     Ok(())
@@ -891,13 +895,24 @@ fn calibrate_cmd(
 /// Sets one section of `model`'s card (`<model>.json`) and writes it back; `None` when the model
 /// has no card.
 fn set_card_section(model: &Path, key: &str, value: serde_json::Value) -> Result<Option<PathBuf>> {
+    set_card_fields(model, [(key, value)])
+}
+
+/// Sets top-level fields of `model`'s card in one read and one atomic write; `None` when the
+/// model has no card.
+fn set_card_fields<'a>(
+    model: &Path,
+    fields: impl IntoIterator<Item = (&'a str, serde_json::Value)>,
+) -> Result<Option<PathBuf>> {
     let card_path = model.with_extension("json");
     if !card_path.is_file() {
         return Ok(None);
     }
     let mut card: serde_json::Value = serde_json::from_slice(&std::fs::read(&card_path)?)
         .with_context(|| format!("{} is not a model card", card_path.display()))?;
-    card[key] = value;
+    for (key, value) in fields {
+        card[key] = value;
+    }
     training::util::write_json(&card_path, &card)?;
     Ok(Some(card_path))
 }

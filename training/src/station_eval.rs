@@ -50,20 +50,27 @@ pub fn reported(logits: &[f32], labels: &[String]) -> Option<String> {
     classify::is_product(&v.label).then_some(v.label)
 }
 
-/// Classifies network-sized CHW frames; returns (argmax, reported label or None) per frame.
-fn classify(model: &Model, frames: &[Vec<u8>]) -> Result<Vec<(usize, Option<String>)>> {
-    let mut out = Vec::with_capacity(frames.len());
+/// Logits of network-sized CHW frames through the runtime, `classes` per frame, 256 frames per
+/// call (bounded input memory); non-finite logits are an error.
+pub fn logits<F: AsRef<[u8]>>(model: &Model, frames: &[F]) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(frames.len() * model.classes());
     for chunk in frames.chunks(256) {
-        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-        let logits = model.logits(&model.batch_input(&refs), refs.len())?;
-        for l in logits.chunks(model.classes()) {
-            if l.iter().any(|v| !v.is_finite()) {
-                bail!("{}: non-finite logits", model.source);
-            }
-            out.push((classify::argmax(l), reported(l, &model.info.labels)));
+        let refs: Vec<&[u8]> = chunk.iter().map(AsRef::as_ref).collect();
+        let l = model.logits(&model.batch_input(&refs), refs.len())?;
+        if l.iter().any(|v| !v.is_finite()) {
+            bail!("{}: non-finite logits", model.source);
         }
+        out.extend(l);
     }
     Ok(out)
+}
+
+/// Classifies network-sized CHW frames; returns (argmax, reported label or None) per frame.
+fn classify(model: &Model, frames: &[Vec<u8>]) -> Result<Vec<(usize, Option<String>)>> {
+    Ok(logits(model, frames)?
+        .chunks(model.classes())
+        .map(|l| (classify::argmax(l), reported(l, &model.info.labels)))
+        .collect())
 }
 
 fn accuracy(pred: &[(usize, Option<String>)], truth: &[usize]) -> f64 {

@@ -19,7 +19,6 @@ use crate::station_eval::level_inputs;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
-use tagger::model::Model;
 use tagger::tract_onnx::pb;
 use tagger::tract_onnx::prelude::Framework;
 
@@ -119,15 +118,8 @@ pub fn fitting_frames(
     (frames, truth)
 }
 
-/// Logits of `frames` through the runtime.
-pub fn logits(model: &Model, frames: &[Vec<u8>]) -> Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(frames.len() * model.classes());
-    for chunk in frames.chunks(256) {
-        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-        out.extend(model.logits(&model.batch_input(&refs), refs.len())?);
-    }
-    Ok(out)
-}
+/// Logits of `frames` through the runtime (the station scorer's).
+pub use crate::station_eval::logits;
 
 /// The float ONNX `bytes` with its head divided by `t`, recorded in the metadata. Refuses a model
 /// that is calibrated already or quantized (calibrate the float model, then quantize it).
