@@ -107,16 +107,33 @@ fn end_to_end(c: &mut Criterion) {
     let model = Model::embedded(BackendKind::Tract, 1).unwrap();
     tagger::backend::tract::set_threads(1);
     let roi = preprocess::Roi::centre(0.8);
+    let norm = model.info.normalization;
     let mut g = c.benchmark_group("frame");
     g.throughput(Throughput::Elements(1));
     g.bench_function("tract/builtin/640x480_jpeg_to_verdict", |b| {
         b.iter(|| {
             let img = preprocess::decode(black_box(&jpeg), "frame").unwrap();
-            let chw = preprocess::to_chw_u8(&preprocess::fit(&roi.crop(&img)));
-            let input = preprocess::normalize(&chw, &model.info.normalization);
+            let chw = preprocess::to_chw_u8(&preprocess::fit_roi(&img, &roi));
+            let input = preprocess::normalize(&chw, &norm);
             let logits = model.logits(&input, 1).unwrap();
             tagger::classify::verdict(&logits, &model.info.labels, 1, 0.6)
         })
+    });
+    // The stages, one at a time.
+    let img = preprocess::decode(&jpeg, "frame").unwrap();
+    let fitted = preprocess::fit_roi(&img, &roi);
+    let input = preprocess::normalize(&preprocess::to_chw_u8(&fitted), &norm);
+    g.bench_function("stage/decode", |b| {
+        b.iter(|| preprocess::decode(black_box(&jpeg), "frame").unwrap())
+    });
+    g.bench_function("stage/crop_fit", |b| {
+        b.iter(|| preprocess::fit_roi(black_box(&img), &roi))
+    });
+    g.bench_function("stage/normalise", |b| {
+        b.iter(|| preprocess::normalize(&preprocess::to_chw_u8(black_box(&fitted)), &norm))
+    });
+    g.bench_function("stage/inference", |b| {
+        b.iter(|| model.logits(black_box(&input), 1).unwrap())
     });
     g.finish();
 }

@@ -245,6 +245,16 @@ fn main() -> anyhow::Result<()> {
             "frame/tract/builtin/640x480_jpeg_to_verdict",
             "640x480 JPEG -> ROI -> preprocess -> built-in model (tract, 1 thread) -> verdict",
         ),
+        ("frame/stage/decode", "  stage: decode (image's zune-jpeg)"),
+        (
+            "frame/stage/crop_fit",
+            "  stage: ROI crop + resize + pad (fast_image_resize)",
+        ),
+        ("frame/stage/normalise", "  stage: CHW + normalise"),
+        (
+            "frame/stage/inference",
+            "stage: inference (built-in model, tract, 1 thread)",
+        ),
     ] {
         writeln!(
             md,
@@ -275,6 +285,8 @@ fn main() -> anyhow::Result<()> {
             )?;
         }
     }
+
+    device_binaries(&mut md, Path::new(&target))?;
 
     let profile = Path::new(&target).join("release/examples/profile");
     let builtin = tagger::model::DEFAULT_MODEL_FILE;
@@ -318,5 +330,90 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(&tmp, md)?;
     std::fs::rename(&tmp, &out_path)?;
     eprintln!("wrote {}", out_path.display());
+    Ok(())
+}
+
+/// The station binary (`--profile device`, issue 17) beside the release one: sizes, x86_64 and,
+/// when `scripts/aarch64.sh` has built them, aarch64; speed of both x86_64 binaries measured
+/// alternately in this run; whether tract's SDOT int8 kernel was built for aarch64.
+fn device_binaries(md: &mut String, target: &Path) -> anyhow::Result<()> {
+    let mib = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.len() as f64 / 1048576.0)
+            .ok()
+    };
+    let release = target.join("release/tag");
+    let device = target.join("device/tag");
+    let cross = target.join("aarch64-debian/aarch64-unknown-linux-gnu");
+    writeln!(
+        md,
+        "\n### Release and station (`device` profile) binaries\n"
+    )?;
+    writeln!(
+        md,
+        "`cargo build --profile device --bin tag`: stripped, fat LTO, one codegen unit (Cargo.toml); \
+         aarch64 built by `scripts/aarch64.sh` (`AARCH64_PROFILE=device` for the station one).\n"
+    )?;
+    writeln!(md, "| binary | x86_64 MiB | aarch64 MiB |")?;
+    writeln!(md, "|---|---|---|")?;
+    let cell = |v: Option<f64>| v.map_or("not built".to_string(), |v| format!("{v:.1}"));
+    for (name, x86, arm) in [
+        ("release (unstripped)", &release, cross.join("release/tag")),
+        ("device (station)", &device, cross.join("device/tag")),
+    ] {
+        writeln!(md, "| {name} | {} | {} |", cell(mib(x86)), cell(mib(&arm)))?;
+    }
+    if device.is_file() && release.is_file() {
+        let builtin = tagger::model::DEFAULT_MODEL_FILE;
+        let int8 = builtin.replace(".onnx", ".int8.onnx");
+        writeln!(
+            md,
+            "\n`tag bench --iterations 2000` (1 thread), median of the p50 over 3 alternating rounds:\n"
+        )?;
+        writeln!(
+            md,
+            "| model | release p50 ms | device p50 ms | device / release |"
+        )?;
+        writeln!(md, "|---|---|---|---|")?;
+        for model in [builtin, int8.as_str()] {
+            let (mut r, mut d) = (vec![], vec![]);
+            for _ in 0..3 {
+                for (bin, out) in [(&release, &mut r), (&device, &mut d)] {
+                    let o = Command::new(bin)
+                        .args(["bench", "--iterations", "2000", "--format", "json"])
+                        .args(["--model", model])
+                        .output()?;
+                    let v: Value = serde_json::from_slice(&o.stdout)?;
+                    out.push(v["p50_ms"].as_f64().unwrap_or(f64::NAN));
+                }
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let (r, d) = (median(&mut r), median(&mut d));
+            writeln!(md, "| {model} | {r:.3} | {d:.3} | {:.2} |", d / r)?;
+        }
+    }
+    // tract-linalg's build script sets this cfg only when the cross assembler accepts `sdot`.
+    let sdot = std::fs::read_dir(cross.join("release/build"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("tract-linalg-"))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("output")).ok())
+        .find(|out| out.contains("rustc-cfg="));
+    if let Some(out) = sdot {
+        writeln!(
+            md,
+            "\naarch64 SDOT int8 kernel (tract-linalg build probe, Debian 12 cross toolchain): {}",
+            if out.contains("rustc-cfg=tract_arm64_dotprod") {
+                "**built** (`cfg(tract_arm64_dotprod)`); tract uses it at run time on CPUs with \
+                 the dot-product extension (Pi 5's Cortex-A76, Orin's A78AE), not on the Pi 4's A72"
+            } else {
+                "**not built**: the cross assembler rejected `sdot`, int8 runs on the plain NEON kernels"
+            }
+        )?;
+    }
     Ok(())
 }

@@ -74,7 +74,7 @@ fn folder_loops_end_and_fifos_are_skipped() {
 
 #[test]
 fn stdin_is_bounded() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tag"))
+    let mut child = common::tag_command()
         .arg("-")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -153,7 +153,7 @@ fn a_closed_pipe_ends_tagging_quietly() {
         )
         .unwrap();
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tag"))
+    let mut child = common::tag_command()
         .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -189,7 +189,7 @@ fn control_characters_in_file_names_stay_on_one_line() {
 
 #[test]
 fn ctrl_c_during_bench_keeps_the_partial_report() {
-    let child = Command::new(env!("CARGO_BIN_EXE_tag"))
+    let child = common::tag_command()
         .args(["bench", "--iterations", "10000000", "--format", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -213,7 +213,7 @@ fn ctrl_c_during_bench_keeps_the_partial_report() {
 #[test]
 fn ctrl_c_ends_a_slowly_paced_replay_promptly() {
     // One frame every 100 s: the wait must not delay a stop.
-    let child = Command::new(env!("CARGO_BIN_EXE_tag"))
+    let child = common::tag_command()
         .args([
             "watch",
             "--source",

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 /// Expected class of an example file: `flip-flops.jpg` -> `Flip Flops`.
 fn expected_label(file: &str) -> String {
@@ -145,7 +145,7 @@ fn threshold_turns_low_confidence_into_unknown() {
 #[test]
 fn stdin_is_read_with_dash() {
     let bytes = std::fs::read(example("eyewear.jpg")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tag"))
+    let mut child = common::tag_command()
         .arg("-")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

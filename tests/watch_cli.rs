@@ -231,7 +231,7 @@ fn soak_run_keeps_memory_flat() {
 
 #[test]
 fn sigterm_stops_cleanly_and_loses_nothing() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tag"))
+    let mut child = common::tag_command()
         .args([
             "watch",
             "--source",

@@ -4,11 +4,25 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The `tag` binary under test: the one cargo built, or `TAG_BIN` (e.g. an aarch64 build, run
+/// through `TAG_RUNNER`, e.g. `qemu-aarch64 -cpu cortex-a76`: scripts/aarch64.sh).
+pub fn tag_command() -> Command {
+    let bin = std::env::var_os("TAG_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tag")));
+    match std::env::var("TAG_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut words = runner.split_whitespace();
+            let mut c = Command::new(words.next().unwrap());
+            c.args(words).arg(bin);
+            c
+        }
+        _ => Command::new(bin),
+    }
+}
+
 pub fn tag(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tag"))
-        .args(args)
-        .output()
-        .expect("tag runs")
+    tag_command().args(args).output().expect("tag runs")
 }
 
 pub fn examples() -> PathBuf {

@@ -208,6 +208,8 @@ pub struct TrainingSummary {
     #[serde(default)]
     pub warmup_epochs: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<crate::distill::Distill>,
     pub train_seconds: f64,
     /// Median over epochs of training images per second on the machine that trained it.
@@ -273,6 +275,7 @@ pub fn model_card(
             station: cfg.station.clone(),
             label_smoothing: cfg.label_smoothing,
             warmup_epochs: cfg.warmup_epochs,
+            ema: cfg.ema,
             distill: cfg.distill.clone(),
             train_seconds: state.train_seconds,
             images_per_s: ips.get(ips.len() / 2).copied().unwrap_or(0.0),

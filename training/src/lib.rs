@@ -11,6 +11,7 @@ pub mod compare;
 pub mod cutout;
 pub mod dataset;
 pub mod distill;
+pub mod ema;
 pub mod evaluate;
 pub mod export;
 pub mod frames;

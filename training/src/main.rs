@@ -95,6 +95,10 @@ enum Cmd {
         /// Linear learning-rate warm-up, in epochs.
         #[arg(long, default_value_t = 0)]
         warmup_epochs: usize,
+        /// Validate, select and export a moving average of the weights with this decay per
+        /// step (e.g. 0.999; ema.rs) instead of the last weights.
+        #[arg(long, value_parser = parse_ema)]
+        ema: Option<f64>,
         /// Distil from these exported models (repeat or comma separate): product targets are
         /// partly their averaged, softened output on the clean photo (distill.rs).
         #[arg(long, value_delimiter = ',')]
@@ -393,6 +397,7 @@ fn run(cli: Cli) -> Result<()> {
             catalogue_share,
             label_smoothing,
             warmup_epochs,
+            ema,
             teacher,
             distill_weight,
             distill_temperature,
@@ -441,6 +446,7 @@ fn run(cli: Cli) -> Result<()> {
                 }),
                 label_smoothing,
                 warmup_epochs,
+                ema,
                 distill: (!teacher.is_empty()).then(|| training::distill::Distill {
                     teachers: teacher.iter().map(|p| p.display().to_string()).collect(),
                     weight: distill_weight,
@@ -1120,7 +1126,7 @@ fn reproduce_commands(cfg: &TrainConfig, split: &Path, run: &Path, out: &Path) -
                 " --augment".to_string()
             } else if let Some(st) = &cfg.station {
                 format!(
-                    " --station{}{}{}{}{}{}",
+                    " --station{}{}{}{}{}{}{}",
                     st.negatives
                         .as_ref()
                         .map(|n| format!(" --negatives {n}"))
@@ -1141,6 +1147,7 @@ fn reproduce_commands(cfg: &TrainConfig, split: &Path, run: &Path, out: &Path) -
                     } else {
                         String::new()
                     },
+                    cfg.ema.map(|d| format!(" --ema {d}")).unwrap_or_default(),
                     cfg.distill
                         .as_ref()
                         .map(|d| format!(
@@ -1167,6 +1174,16 @@ fn reproduce_commands(cfg: &TrainConfig, split: &Path, run: &Path, out: &Path) -
             out.display()
         ),
     ]
+}
+
+/// `--ema`: a decay in (0, 1).
+fn parse_ema(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(d) if d > 0.0 && d < 1.0 => Ok(d),
+        _ => Err(format!(
+            "`{s}` is not a decay between 0 and 1 (exclusive), e.g. 0.999"
+        )),
+    }
 }
 
 #[cfg(test)]

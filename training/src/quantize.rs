@@ -13,10 +13,8 @@
 //!   quantized global average pool (ORT's QLinearGlobalAveragePool is a com.microsoft op that
 //!   tract does not run).
 //!
-//! quantize-rs 0.10 was evaluated against the requirements and not used: it writes only QDQ
-//! graphs, which tract executes in f32 (no speed-up), has no QLinearConv output, no batch-norm
-//! folding and no percentile calibration, and pulls in a second tract (0.21). See
-//! training/README.md.
+//! Why this is our own code rather than quantize-rs or onnxruntime's tools, and how each form
+//! runs on each backend: docs/quantization.md.
 
 use crate::export::{FoldedConv, FoldedNet};
 use crate::onnx;

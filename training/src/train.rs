@@ -10,6 +10,7 @@ use crate::augment::Augment;
 use crate::cache::ImageCache;
 use crate::cutout::{product_mask_with, CutStyle};
 use crate::distill::{self, Distill, TeacherTargets};
+use crate::ema::Ema;
 use crate::model::{Arch, Cnn};
 use crate::split::Entry;
 use crate::station::{self, mix, Level, Product, Scene};
@@ -94,6 +95,10 @@ pub struct TrainConfig {
     /// Product targets partly taken from catalogue teachers (distill.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<Distill>,
+    /// Decay of a weight moving average (ema.rs) that is validated, kept as the best checkpoint
+    /// and exported instead of the last weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<f64>,
 }
 
 /// One line of the training log.
@@ -166,6 +171,10 @@ impl RunPaths {
     }
     pub fn best(&self) -> PathBuf {
         self.dir.join("best.bpk")
+    }
+    /// The weight moving average after the last epoch (runs with `--ema`).
+    pub fn ema(&self) -> PathBuf {
+        self.dir.join("ema.bpk")
     }
     pub fn history_csv(&self) -> PathBuf {
         self.dir.join("history.csv")
@@ -523,6 +532,7 @@ pub fn train(
         .with_weight_decay(cfg.weight_decay as f32)
         .init();
     let mut state = RunState::default();
+    let mut ema = cfg.ema.map(|d| Ema::new(d, model.valid(), 0));
 
     if resume && paths.state().is_file() {
         let saved: TrainConfig = serde_json::from_slice(&std::fs::read(paths.config())?)
@@ -540,6 +550,9 @@ pub fn train(
         optim = optim
             .from_bytes(Bytes::from_bytes_vec(bytes))
             .map_err(|e| anyhow::anyhow!("optimizer checkpoint unreadable: {e:?}"))?;
+        if let Some(e) = ema.as_mut() {
+            e.model = load_module(&cfg.arch, &paths.ema(), &device)?;
+        }
         eprintln!(
             "resuming {} after epoch {} (best val acc {:.4} at epoch {})",
             cfg.name, state.epochs_done, state.best_val_acc, state.best_epoch
@@ -591,6 +604,10 @@ pub fn train(
     let steps_per_epoch = epoch_len.div_ceil(cfg.batch_size);
     let warmup_steps = cfg.warmup_epochs * steps_per_epoch;
     let total_steps = steps_per_epoch * cfg.epochs;
+    if let Some(e) = ema.as_mut() {
+        // Only the decay's ramp depends on it.
+        e.updates = (state.epochs_done * steps_per_epoch) as u64;
+    }
     let interactive = std::io::stderr().is_terminal();
     let last_epoch = stop_after
         .map(|n| (state.epochs_done + n).min(cfg.epochs))
@@ -659,6 +676,9 @@ pub fn train(
                 }
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 model = optim.step(lr, model, grads);
+                if let Some(e) = ema.as_mut() {
+                    e.update(&model.valid());
+                }
                 loss_sum += loss_value * n as f64;
                 seen += n;
                 bar.inc(n as u64);
@@ -678,7 +698,11 @@ pub fn train(
         })?;
         bar.finish_and_clear();
         let train_seconds = started.elapsed().as_secs_f64();
-        let eval_model = model.valid();
+        let live = model.valid();
+        // With `--ema` the average is what is validated, selected and exported.
+        let eval_model = ema
+            .as_ref()
+            .map_or_else(|| live.clone(), |e| e.model.clone());
         let (val_logits, val_targets) = predict(
             &eval_model,
             cache,
@@ -719,7 +743,10 @@ pub fn train(
             log.seconds
         );
         // Weights first, state last: state.json only ever points at complete files.
-        save_module(&eval_model, &paths.last())?;
+        save_module(&live, &paths.last())?;
+        if let Some(e) = &ema {
+            save_module(&e.model, &paths.ema())?;
+        }
         let optim_bytes = optim
             .into_bytes()
             .map_err(|e| anyhow::anyhow!("cannot serialise optimizer: {e:?}"))?;

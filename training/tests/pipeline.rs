@@ -65,6 +65,7 @@ fn fixture_config(s: &Split, name: &str, arch: Arch, epochs: usize) -> TrainConf
         station: None,
         label_smoothing: 0.0,
         warmup_epochs: 0,
+        ema: None,
         distill: None,
     }
 }
@@ -111,6 +112,61 @@ fn cache_skips_corrupt_images_and_counts_them() {
     assert_eq!(cache.len(), 1);
     assert_eq!(cache.corrupt.len(), 2);
     assert!(cache.get(2).is_none());
+}
+
+/// `--ema`: the average is checkpointed beside the weights, a killed run resumes to the same
+/// average, and what is validated and kept as best is the average, not the last weights.
+#[test]
+fn ema_run_resumes_to_the_same_average() {
+    let _serial = training_lock();
+    let s = split();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = ImageCache::open(&fixture(), &tmp.path().join("cache"), &all_ids(&s)).unwrap();
+    let arch = Arch {
+        channels: vec![8, 16],
+        convs_per_stage: 1,
+        layers: vec![],
+        dropout: 0.0,
+        classes: s.labels.len(),
+    };
+    let cfg = TrainConfig {
+        ema: Some(0.9),
+        ..fixture_config(&s, "ema", arch, 4)
+    };
+    let device = Device::flex();
+    let run = |dir: &str, split_at: Option<usize>| {
+        let paths = RunPaths::new(&tmp.path().join(dir));
+        if let Some(n) = split_at {
+            train::train(&cfg, &paths, &cache, &s.train, &s.val, &[], false, Some(n)).unwrap();
+        }
+        let state = train::train(
+            &cfg,
+            &paths,
+            &cache,
+            &s.train,
+            &s.val,
+            &[],
+            split_at.is_some(),
+            None,
+        )
+        .unwrap();
+        (paths, state)
+    };
+    let (whole, a) = run("whole", None);
+    let (resumed, b) = run("resumed", Some(2));
+    assert!(whole.ema().is_file());
+    let val_acc = |h: &[train::EpochLog]| h.iter().map(|e| e.val_acc).collect::<Vec<_>>();
+    assert_eq!(val_acc(&a.history), val_acc(&b.history));
+    let weights = |p: &Path| {
+        let m = train::load_module(&cfg.arch, p, &device).unwrap();
+        let x = Tensor::<4>::ones([1, 3, 80, 60], &device);
+        m.forward(x).into_data().try_to_vec::<f32>().unwrap()
+    };
+    assert_eq!(weights(&whole.ema()), weights(&resumed.ema()));
+    assert_ne!(weights(&whole.ema()), weights(&whole.last()));
+    if a.best_epoch == 4 {
+        assert_eq!(weights(&whole.best()), weights(&whole.ema()));
+    }
 }
 
 #[test]

@@ -80,6 +80,7 @@ fn report_renders_from_cards_and_logs() {
             station: None,
             label_smoothing: 0.0,
             warmup_epochs: 0,
+            ema: None,
             distill: None,
         }
     };
