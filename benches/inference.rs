@@ -113,7 +113,7 @@ fn end_to_end(c: &mut Criterion) {
     g.bench_function("tract/builtin/640x480_jpeg_to_verdict", |b| {
         b.iter(|| {
             let img = preprocess::decode(black_box(&jpeg), "frame").unwrap();
-            let chw = preprocess::to_chw_u8(&preprocess::fit_roi(&img, &roi));
+            let chw = preprocess::to_chw_u8(&preprocess::fit(&roi.crop(&img)));
             let input = preprocess::normalize(&chw, &norm);
             let logits = model.logits(&input, 1).unwrap();
             tagger::classify::verdict(&logits, &model.info.labels, 1, 0.6)
@@ -121,13 +121,13 @@ fn end_to_end(c: &mut Criterion) {
     });
     // The stages, one at a time.
     let img = preprocess::decode(&jpeg, "frame").unwrap();
-    let fitted = preprocess::fit_roi(&img, &roi);
+    let fitted = preprocess::fit(&roi.crop(&img));
     let input = preprocess::normalize(&preprocess::to_chw_u8(&fitted), &norm);
     g.bench_function("stage/decode", |b| {
         b.iter(|| preprocess::decode(black_box(&jpeg), "frame").unwrap())
     });
     g.bench_function("stage/crop_fit", |b| {
-        b.iter(|| preprocess::fit_roi(black_box(&img), &roi))
+        b.iter(|| preprocess::fit(&roi.crop(black_box(&img))))
     });
     g.bench_function("stage/normalise", |b| {
         b.iter(|| preprocess::normalize(&preprocess::to_chw_u8(black_box(&fitted)), &norm))

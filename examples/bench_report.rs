@@ -245,12 +245,12 @@ fn main() -> anyhow::Result<()> {
             "frame/tract/builtin/640x480_jpeg_to_verdict",
             "640x480 JPEG -> ROI -> preprocess -> built-in model (tract, 1 thread) -> verdict",
         ),
-        ("frame/stage/decode", "  stage: decode (image's zune-jpeg)"),
+        ("frame/stage/decode", "stage: decode (image's zune-jpeg)"),
         (
             "frame/stage/crop_fit",
-            "  stage: ROI crop + resize + pad (fast_image_resize)",
+            "stage: ROI crop + resize + pad (fast_image_resize)",
         ),
-        ("frame/stage/normalise", "  stage: CHW + normalise"),
+        ("frame/stage/normalise", "stage: CHW + normalise"),
         (
             "frame/stage/inference",
             "stage: inference (built-in model, tract, 1 thread)",

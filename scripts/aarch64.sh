@@ -66,7 +66,7 @@ echo "built $arm in $(($(date +%s) - started)) s: $(stat -c %s "$arm") bytes; $(
 
 # Did tract-linalg's build script compile the SDOT (dot-product) int8 kernel? It probes whether
 # the cross assembler accepts `sdot` and sets the cfg `tract_arm64_dotprod` only then.
-linalg_out=$(ls -td "$cross_dir"/"$profile"/build/tract-linalg-*/output "$cross_dir"/"$target"/"$profile"/build/tract-linalg-*/output 2>/dev/null | head -1 || true)
+linalg_out=$(ls -td "$cross_dir/$target/$profile"/build/tract-linalg-*/output 2>/dev/null | head -1 || true)
 if [[ -n $linalg_out ]] && grep -q 'rustc-cfg=tract_arm64_dotprod' "$linalg_out"; then
     echo "tract-linalg: SDOT int8 kernel built (cfg tract_arm64_dotprod)"
 else

@@ -158,14 +158,40 @@ pub fn jpeg_truncated(bytes: &[u8]) -> bool {
 /// Fits any image into WIDTH x HEIGHT without distorting it: scale so the whole image fits,
 /// then centre it on a white canvas. Images already at 60x80 pass through untouched.
 pub fn fit(image: &DynamicImage) -> RgbImage {
-    fit_region(image, (0, 0, image.width(), image.height()))
+    // No copy of an image that is RGB already (most camera frames and photos): a large photo
+    // then costs its decoded size once, not twice.
+    let rgb = match image {
+        DynamicImage::ImageRgb8(rgb) => std::borrow::Cow::Borrowed(rgb),
+        other => std::borrow::Cow::Owned(other.to_rgb8()),
+    };
+    if rgb.width() == WIDTH && rgb.height() == HEIGHT {
+        return rgb.into_owned();
+    }
+    let (w, h) = fitted_size(rgb.width(), rgb.height());
+    let resized = resize(&rgb, w, h)
+        .unwrap_or_else(|| image::imageops::resize(rgb.as_ref(), w, h, FilterType::Triangle));
+    pad(&resized)
 }
 
-/// [`fit`] of a frame's ROI: exactly `fit(&roi.crop(image))`, so a saved crop tagged later
-/// gets the same pixels (the crop is copied first; resizing inside the frame would let the
-/// filter reach past the ROI's edge).
-pub fn fit_roi(image: &DynamicImage, roi: &Roi) -> RgbImage {
-    fit(&roi.crop(image))
+/// The size a `w` x `h` image is scaled to so that it fits WIDTH x HEIGHT, aspect kept.
+fn fitted_size(w: u32, h: u32) -> (u32, u32) {
+    let scale = f64::min(WIDTH as f64 / w as f64, HEIGHT as f64 / h as f64);
+    (
+        ((w as f64 * scale).round() as u32).clamp(1, WIDTH),
+        ((h as f64 * scale).round() as u32).clamp(1, HEIGHT),
+    )
+}
+
+/// Centres an image of at most WIDTH x HEIGHT on a white canvas of that size.
+fn pad(resized: &RgbImage) -> RgbImage {
+    let mut canvas = RgbImage::from_pixel(WIDTH, HEIGHT, image::Rgb([PAD_VALUE; 3]));
+    image::imageops::overlay(
+        &mut canvas,
+        resized,
+        ((WIDTH - resized.width()) / 2) as i64,
+        ((HEIGHT - resized.height()) / 2) as i64,
+    );
+    canvas
 }
 
 thread_local! {
@@ -174,52 +200,16 @@ thread_local! {
         std::cell::RefCell::new(fast_image_resize::Resizer::new());
 }
 
-/// Fits the `(x, y, width, height)` region of `image` (inside it) as [`fit`] does. The resize is
-/// fast_image_resize's bilinear (tent) convolution, the filter `image`'s `Triangle` applies,
-/// with SIMD: the same pixels within one grey level (tests below), several times faster.
-fn fit_region(image: &DynamicImage, (x, y, rw, rh): (u32, u32, u32, u32)) -> RgbImage {
-    // No copy of an image that is RGB already (most camera frames and photos): a large photo
-    // then costs its decoded size once, not twice.
-    let rgb = match image {
-        DynamicImage::ImageRgb8(rgb) => std::borrow::Cow::Borrowed(rgb),
-        other => std::borrow::Cow::Owned(other.to_rgb8()),
-    };
-    let whole = (x, y, rw, rh) == (0, 0, rgb.width(), rgb.height());
-    if whole && rw == WIDTH && rh == HEIGHT {
-        return rgb.into_owned();
-    }
-    let scale = f64::min(WIDTH as f64 / rw as f64, HEIGHT as f64 / rh as f64);
-    let w = ((rw as f64 * scale).round() as u32).clamp(1, WIDTH);
-    let h = ((rh as f64 * scale).round() as u32).clamp(1, HEIGHT);
-    let resized = resize_region(&rgb, (x, y, rw, rh), w, h).unwrap_or_else(|| {
-        let crop = image::imageops::crop_imm(rgb.as_ref(), x, y, rw, rh).to_image();
-        image::imageops::resize(&crop, w, h, FilterType::Triangle)
-    });
-    let mut canvas = RgbImage::from_pixel(WIDTH, HEIGHT, image::Rgb([PAD_VALUE; 3]));
-    image::imageops::overlay(
-        &mut canvas,
-        &resized,
-        ((WIDTH - w) / 2) as i64,
-        ((HEIGHT - h) / 2) as i64,
-    );
-    canvas
-}
-
-/// The region resized to `w` x `h`; `None` only if fast_image_resize refuses the sizes (it
-/// should not: the region lies inside the image), and the caller then resizes with `image`.
-fn resize_region(
-    rgb: &RgbImage,
-    (x, y, rw, rh): (u32, u32, u32, u32),
-    w: u32,
-    h: u32,
-) -> Option<RgbImage> {
+/// `rgb` resized to `w` x `h` with fast_image_resize's bilinear (tent) convolution, the filter
+/// `image`'s `Triangle` applies, with SIMD: the same pixels within one grey level (tests
+/// below), several times faster. `None` only if it refuses the sizes (it should not); `fit`
+/// then resizes with `image`.
+fn resize(rgb: &RgbImage, w: u32, h: u32) -> Option<RgbImage> {
     use fast_image_resize::{images, FilterType, PixelType, ResizeAlg, ResizeOptions};
     let src =
         images::ImageRef::new(rgb.width(), rgb.height(), rgb.as_raw(), PixelType::U8x3).ok()?;
     let mut dst = images::Image::new(w, h, PixelType::U8x3);
-    let options = ResizeOptions::new()
-        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-        .crop(x as f64, y as f64, rw as f64, rh as f64);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
     RESIZER
         .with(|r| r.borrow_mut().resize(&src, &mut dst, &options))
         .ok()?;
@@ -465,24 +455,12 @@ mod tests {
             "0.1,0.2,0.1,0.1".parse().unwrap(),
         ];
         for roi in rois {
-            let fast = to_chw_u8(&fit_roi(&frame, &roi));
-            // The reference: crop, then image's Triangle resize, padded as fit does.
-            let (x, y, rw, rh) = roi.pixels(640, 480);
-            let crop = image::imageops::crop_imm(frame.as_rgb8().unwrap(), x, y, rw, rh);
-            let scale = f64::min(WIDTH as f64 / rw as f64, HEIGHT as f64 / rh as f64);
-            let (w, h) = (
-                ((rw as f64 * scale).round() as u32).clamp(1, WIDTH),
-                ((rh as f64 * scale).round() as u32).clamp(1, HEIGHT),
-            );
-            let resized = image::imageops::resize(&crop.to_image(), w, h, FilterType::Triangle);
-            let mut canvas = RgbImage::from_pixel(WIDTH, HEIGHT, image::Rgb([PAD_VALUE; 3]));
-            image::imageops::overlay(
-                &mut canvas,
-                &resized,
-                ((WIDTH - w) / 2) as i64,
-                ((HEIGHT - h) / 2) as i64,
-            );
-            let reference = to_chw_u8(&canvas);
+            let crop = roi.crop(&frame);
+            let fast = to_chw_u8(&fit(&crop));
+            // The reference: image's Triangle resize to the same size, padded the same way.
+            let (w, h) = fitted_size(crop.width(), crop.height());
+            let resized = image::imageops::resize(&crop.to_rgb8(), w, h, FilterType::Triangle);
+            let reference = to_chw_u8(&pad(&resized));
             let diffs: Vec<f64> = fast
                 .iter()
                 .zip(&reference)
@@ -494,7 +472,6 @@ mod tests {
                 mean < 0.2 && max <= 2.0,
                 "{roi:?}: mean {mean:.3}, max {max}"
             );
-            assert_eq!(fit(&roi.crop(&frame)), fit_roi(&frame, &roi));
         }
     }
 

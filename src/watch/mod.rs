@@ -190,7 +190,7 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
                 eprintln!("tag watch: warning: {w}");
             }
         }
-        let chw = preprocess::to_chw_u8(&preprocess::fit_roi(&image, &roi));
+        let chw = preprocess::to_chw_u8(&preprocess::fit(&roi.crop(&image)));
         preprocess::normalize_into(&chw, &model.info.normalization, &mut input);
         let logits = model.logits(&input, 1)?;
         let v = classify::verdict(&logits, labels, 1, threshold);

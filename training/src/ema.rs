@@ -24,10 +24,10 @@ pub struct Ema {
 impl Ema {
     /// Starts the average at `model` (already `valid()`: it must not share batch-norm state with
     /// the trained model, which a plain clone would).
-    pub fn new(decay: f64, model: Cnn, updates: u64) -> Self {
+    pub fn new(decay: f64, model: Cnn) -> Self {
         Self {
             decay,
-            updates,
+            updates: 0,
             model,
         }
     }
@@ -107,7 +107,7 @@ mod tests {
         device.seed(2);
         let b = arch.init(&device);
         let (fa, fb) = (floats(&a), floats(&b));
-        let mut ema = Ema::new(0.99, a.valid(), 0);
+        let mut ema = Ema::new(0.99, a.valid());
         assert!((ema.current_decay() - 0.1).abs() < 1e-12);
         ema.update(&b.valid());
         let fe = floats(&ema.model);

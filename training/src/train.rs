@@ -532,7 +532,7 @@ pub fn train(
         .with_weight_decay(cfg.weight_decay as f32)
         .init();
     let mut state = RunState::default();
-    let mut ema = cfg.ema.map(|d| Ema::new(d, model.valid(), 0));
+    let mut ema = cfg.ema.map(|d| Ema::new(d, model.valid()));
 
     if resume && paths.state().is_file() {
         let saved: TrainConfig = serde_json::from_slice(&std::fs::read(paths.config())?)
@@ -605,7 +605,7 @@ pub fn train(
     let warmup_steps = cfg.warmup_epochs * steps_per_epoch;
     let total_steps = steps_per_epoch * cfg.epochs;
     if let Some(e) = ema.as_mut() {
-        // Only the decay's ramp depends on it.
+        // A resumed run continues the decay's ramp where it stopped.
         e.updates = (state.epochs_done * steps_per_epoch) as u64;
     }
     let interactive = std::io::stderr().is_terminal();
