@@ -135,6 +135,14 @@ fn end_to_end(c: &mut Criterion) {
     g.bench_function("stage/inference", |b| {
         b.iter(|| model.logits(black_box(&input), 1).unwrap())
     });
+    // A V4L2 YUYV frame: only the ROI is converted (the whole frame only for an overlay).
+    let yuyv: Vec<u8> = (0..640 * 480 * 2).map(|i| (i * 31 % 251) as u8).collect();
+    let yuyv = tagger::watch::yuyv::YuyvFrame::new(yuyv, 640, 480, 1280).unwrap();
+    let (x, y, w, h) = roi.pixels(640, 480);
+    g.bench_function("stage/yuyv_roi", |b| {
+        b.iter(|| black_box(&yuyv).region_to_rgb(x, y, w, h))
+    });
+    g.bench_function("stage/yuyv_whole", |b| b.iter(|| black_box(&yuyv).to_rgb()));
     g.finish();
 }
 

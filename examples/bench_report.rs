@@ -255,6 +255,14 @@ fn main() -> anyhow::Result<()> {
             "frame/stage/inference",
             "stage: inference (built-in model, tract, 1 thread)",
         ),
+        (
+            "frame/stage/yuyv_roi",
+            "V4L2 YUYV 640x480: convert the ROI only (what `tag watch` does)",
+        ),
+        (
+            "frame/stage/yuyv_whole",
+            "V4L2 YUYV 640x480: convert the whole frame (only with an overlay)",
+        ),
     ] {
         writeln!(
             md,

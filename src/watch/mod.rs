@@ -11,6 +11,7 @@ pub mod mjpeg;
 pub mod source;
 pub mod stats;
 pub mod v4l2;
+pub mod yuyv;
 
 use crate::classify;
 use crate::config::{StationConfig, WatchFormat};
@@ -29,6 +30,40 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+/// A frame's pixels: decoded, or camera YUYV converted only where they are looked at (the ROI
+/// for every frame, the whole frame only for the overlay, snapshots and the framebuffer).
+enum Pixels {
+    Decoded(DynamicImage),
+    Yuyv(yuyv::YuyvFrame),
+}
+
+impl Pixels {
+    fn dimensions(&self) -> (u32, u32) {
+        match self {
+            Pixels::Decoded(i) => (i.width(), i.height()),
+            Pixels::Yuyv(f) => f.dimensions(),
+        }
+    }
+
+    fn roi(&self, roi: &preprocess::Roi) -> std::borrow::Cow<'_, DynamicImage> {
+        match self {
+            Pixels::Decoded(i) => roi.crop(i),
+            Pixels::Yuyv(f) => {
+                let (w, h) = f.dimensions();
+                let (x, y, rw, rh) = roi.pixels(w, h);
+                std::borrow::Cow::Owned(DynamicImage::ImageRgb8(f.region_to_rgb(x, y, rw, rh)))
+            }
+        }
+    }
+
+    fn to_rgb8(&self) -> RgbImage {
+        match self {
+            Pixels::Decoded(i) => i.to_rgb8(),
+            Pixels::Yuyv(f) => f.to_rgb(),
+        }
+    }
+}
 
 struct Frame {
     seq: u64,
@@ -170,10 +205,10 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
             None => format!("frame {}", frame.seq),
         };
         let image = match frame.data {
-            FrameData::Rgb(rgb) => Ok(DynamicImage::ImageRgb8(rgb)),
-            FrameData::Encoded(bytes) => {
-                preprocess::decode(&bytes, &name).map_err(|e| e.to_string())
-            }
+            FrameData::Yuyv(yuyv) => Ok(Pixels::Yuyv(yuyv)),
+            FrameData::Encoded(bytes) => preprocess::decode(&bytes, &name)
+                .map(Pixels::Decoded)
+                .map_err(|e| e.to_string()),
             FrameData::Unreadable(why) => Err(format!("{name}: {why}")),
         };
         let image = match image {
@@ -186,11 +221,12 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
         };
         if !shape_checked {
             shape_checked = true;
-            if let Some(w) = roi.aspect_warning(image.width(), image.height()) {
+            let (w, h) = image.dimensions();
+            if let Some(w) = roi.aspect_warning(w, h) {
                 eprintln!("tag watch: warning: {w}");
             }
         }
-        let chw = preprocess::to_chw_u8(&preprocess::fit(&roi.crop(&image)));
+        let chw = preprocess::to_chw_u8(&preprocess::fit(&image.roi(&roi)));
         preprocess::normalize_into(&chw, &model.info.normalization, &mut input);
         let logits = model.logits(&input, 1)?;
         let v = classify::verdict(&logits, labels, 1, threshold);

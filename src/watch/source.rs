@@ -1,10 +1,9 @@
 //! Where frames come from. Each source yields encoded images (JPEG from cameras and streams, any
-//! image file from a folder) or raw RGB (V4L2 YUYV); decoding happens on the inference side so a
+//! image file from a folder) or raw YUYV (V4L2); decoding happens on the inference side so a
 //! corrupt frame is skipped and counted there, like any other bad input.
 
 use crate::config::SourceSection;
 use anyhow::{bail, Result};
-use image::RgbImage;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,7 +11,8 @@ use std::time::Duration;
 
 pub enum FrameData {
     Encoded(Vec<u8>),
-    Rgb(RgbImage),
+    /// Raw camera pixels, converted to RGB only where they are used (the ROI, the overlay).
+    Yuyv(super::yuyv::YuyvFrame),
     /// A frame that arrived but cannot be used (an unreadable file, a short camera buffer):
     /// counted as corrupt and skipped with this reason, the stream goes on.
     Unreadable(String),

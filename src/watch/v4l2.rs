@@ -27,34 +27,10 @@ pub fn open(
     anyhow::bail!("camera {}: V4L2 cameras need Linux", dev.display())
 }
 
-/// YUYV 4:2:2 (two pixels in four bytes: Y0 U Y1 V) to RGB, BT.601 studio range.
-pub fn yuyv_to_rgb(data: &[u8], width: u32, height: u32, stride: usize) -> Option<image::RgbImage> {
-    let (w, h) = (width as usize, height as usize);
-    if w % 2 != 0 || stride < w * 2 || data.len() < stride * (h.saturating_sub(1)) + w * 2 {
-        return None;
-    }
-    let mut out = image::RgbImage::new(width, height);
-    let buf: &mut [u8] = &mut out;
-    for y in 0..h {
-        let row = &data[y * stride..y * stride + w * 2];
-        for (x2, px) in row.chunks_exact(4).enumerate() {
-            let (u, v) = (px[1] as f32 - 128.0, px[3] as f32 - 128.0);
-            for (k, luma) in [px[0], px[2]].into_iter().enumerate() {
-                let c = 1.164 * (luma as f32 - 16.0);
-                let o = (y * w + x2 * 2 + k) * 3;
-                buf[o] = (c + 1.596 * v).round().clamp(0.0, 255.0) as u8;
-                buf[o + 1] = (c - 0.392 * u - 0.813 * v).round().clamp(0.0, 255.0) as u8;
-                buf[o + 2] = (c + 2.017 * u).round().clamp(0.0, 255.0) as u8;
-            }
-        }
-    }
-    Some(out)
-}
-
 #[cfg(target_os = "linux")]
 mod linux {
     use super::super::source::{FrameData, FrameSource, Reconnecting};
-    use super::yuyv_to_rgb;
+    use super::super::yuyv::YuyvFrame;
     use crate::config::SourceSection;
     use anyhow::{anyhow, Context, Result};
     use linuxvideo::format::{PixFormat, PixelFormat};
@@ -146,15 +122,15 @@ mod linux {
         }
     }
 
-    /// One frame: MJPEG/JPEG bytes as they come, YUYV converted to RGB.
+    /// One frame: MJPEG/JPEG bytes as they come, YUYV as it comes (converted where it is used).
     fn read(conn: &mut (ReadStream, Negotiated)) -> Result<FrameData> {
         let (stream, fmt) = (&mut conn.0, conn.1);
         Ok(stream.dequeue(|buf| {
             let data = &buf[..];
             Ok(if fmt.format == PixelFormat::YUYV {
                 // A short buffer is a corrupt frame, not a lost camera.
-                match yuyv_to_rgb(data, fmt.width, fmt.height, fmt.stride) {
-                    Some(rgb) => FrameData::Rgb(rgb),
+                match YuyvFrame::new(data.to_vec(), fmt.width, fmt.height, fmt.stride) {
+                    Some(frame) => FrameData::Yuyv(frame),
                     None => FrameData::Unreadable(format!(
                         "YUYV frame of {} bytes is too short for {}x{}",
                         data.len(),
@@ -177,23 +153,5 @@ mod linux {
         fn is_live(&self) -> bool {
             true
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn yuyv_grey_and_colour() {
-        // Two pixels: Y=235 (white) and Y=16 (black), no chroma.
-        let rgb = yuyv_to_rgb(&[235, 128, 16, 128], 2, 1, 4).unwrap();
-        assert_eq!(rgb.get_pixel(0, 0).0, [255, 255, 255]);
-        assert_eq!(rgb.get_pixel(1, 0).0, [0, 0, 0]);
-        // Strong V: red.
-        let rgb = yuyv_to_rgb(&[81, 90, 81, 240], 2, 1, 4).unwrap();
-        let [r, g, b] = rgb.get_pixel(0, 0).0;
-        assert!(r > 230 && g < 30 && b < 30, "{r} {g} {b}");
-        assert!(yuyv_to_rgb(&[0; 3], 2, 1, 4).is_none());
     }
 }

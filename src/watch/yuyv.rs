@@ -1,0 +1,113 @@
+//! YUYV 4:2:2 camera frames (two pixels in four bytes: Y0 U Y1 V), kept as the camera delivered
+//! them and converted to RGB only where they are looked at: the ROI for every frame, the whole
+//! frame only when an overlay, snapshot or framebuffer needs it. Written here rather than taken
+//! from a crate: it is one BT.601 formula over a sub-rectangle, fewer lines than a pixel-format
+//! crate would add to the station binary.
+
+use image::RgbImage;
+
+/// One YUYV frame as the camera delivered it.
+pub struct YuyvFrame {
+    data: Vec<u8>,
+    width: u32,
+    height: u32,
+    stride: usize,
+}
+
+impl YuyvFrame {
+    /// `None` when the buffer is too short for `width` x `height` at `stride` bytes per row, or
+    /// the width is odd (a YUYV row holds pixel pairs).
+    pub fn new(data: Vec<u8>, width: u32, height: u32, stride: usize) -> Option<Self> {
+        let (w, h) = (width as usize, height as usize);
+        if w == 0 || h == 0 || w % 2 != 0 || stride < w * 2 || data.len() < stride * (h - 1) + w * 2
+        {
+            return None;
+        }
+        Some(YuyvFrame {
+            data,
+            width,
+            height,
+            stride,
+        })
+    }
+
+    pub fn dimensions(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    /// The whole frame in RGB.
+    pub fn to_rgb(&self) -> RgbImage {
+        self.region_to_rgb(0, 0, self.width, self.height)
+    }
+
+    /// The `w` x `h` region at (`x`, `y`) in RGB, clipped to the frame. A region may start on an
+    /// odd pixel: each pixel takes the chroma of the pair it belongs to, as in the full frame,
+    /// so a region equals the same crop of [`to_rgb`](Self::to_rgb) exactly.
+    pub fn region_to_rgb(&self, x: u32, y: u32, w: u32, h: u32) -> RgbImage {
+        let x = x.min(self.width);
+        let y = y.min(self.height);
+        let (w, h) = (w.min(self.width - x), h.min(self.height - y));
+        let mut out = RgbImage::new(w, h);
+        let buf: &mut [u8] = &mut out;
+        for (row_out, yy) in buf.chunks_exact_mut(w as usize * 3).zip(y..y + h) {
+            let row = &self.data[yy as usize * self.stride..][..self.width as usize * 2];
+            for (px_out, xx) in row_out.chunks_exact_mut(3).zip(x as usize..) {
+                let pair = &row[(xx & !1) * 2..][..4];
+                let (u, v) = (pair[1] as f32 - 128.0, pair[3] as f32 - 128.0);
+                let c = 1.164 * (pair[(xx & 1) * 2] as f32 - 16.0);
+                px_out[0] = (c + 1.596 * v).round().clamp(0.0, 255.0) as u8;
+                px_out[1] = (c - 0.392 * u - 0.813 * v).round().clamp(0.0, 255.0) as u8;
+                px_out[2] = (c + 2.017 * u).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grey_and_colour() {
+        // Two pixels: Y=235 (white) and Y=16 (black), no chroma.
+        let rgb = YuyvFrame::new(vec![235, 128, 16, 128], 2, 1, 4)
+            .unwrap()
+            .to_rgb();
+        assert_eq!(rgb.get_pixel(0, 0).0, [255, 255, 255]);
+        assert_eq!(rgb.get_pixel(1, 0).0, [0, 0, 0]);
+        // Strong V: red.
+        let rgb = YuyvFrame::new(vec![81, 90, 81, 240], 2, 1, 4)
+            .unwrap()
+            .to_rgb();
+        let [r, g, b] = rgb.get_pixel(0, 0).0;
+        assert!(r > 230 && g < 30 && b < 30, "{r} {g} {b}");
+    }
+
+    #[test]
+    fn short_or_odd_buffers_are_refused() {
+        assert!(YuyvFrame::new(vec![0; 3], 2, 1, 4).is_none());
+        assert!(YuyvFrame::new(vec![0; 12], 3, 1, 6).is_none());
+        assert!(YuyvFrame::new(vec![0; 8], 2, 2, 3).is_none());
+        assert!(YuyvFrame::new(vec![], 0, 0, 0).is_none());
+        // Padded rows: the last row needs only its pixels, not the padding.
+        assert!(YuyvFrame::new(vec![0; 16 + 8], 4, 2, 16).is_some());
+    }
+
+    #[test]
+    fn a_region_is_the_same_crop_of_the_whole_frame() {
+        // A padded 10x7 frame of varied bytes; regions on odd and even pixels, one past the edge.
+        let (w, h, stride) = (10u32, 7u32, 24usize);
+        let data: Vec<u8> = (0..stride * h as usize)
+            .map(|i| (i * 37 % 251) as u8)
+            .collect();
+        let frame = YuyvFrame::new(data, w, h, stride).unwrap();
+        let full = frame.to_rgb();
+        for (x, y, rw, rh) in [(0, 0, 10, 7), (1, 2, 5, 3), (3, 1, 4, 6), (7, 4, 9, 9)] {
+            let region = frame.region_to_rgb(x, y, rw, rh);
+            let want = image::imageops::crop_imm(&full, x, y, rw, rh).to_image();
+            assert_eq!(region.dimensions(), want.dimensions(), "{x},{y}");
+            assert_eq!(region.as_raw(), want.as_raw(), "region {x},{y} {rw}x{rh}");
+        }
+    }
+}
