@@ -104,7 +104,7 @@ fn floor(c: &mut Criterion) {
 
 fn end_to_end(c: &mut Criterion) {
     let jpeg = common::camera_jpeg();
-    let model = Model::embedded(BackendKind::Tract, 1).unwrap();
+    let model = tagger::builtin::model(BackendKind::Tract, 1).unwrap();
     tagger::backend::tract::set_threads(1);
     let roi = preprocess::Roi::centre(0.8);
     let norm = model.info.normalization;

@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
         md,
         "Machine: {}, Linux. This is a shared development VM: figures are indicative; ratios \
          measured in the same run are the robust part.\n",
-        tagger::bench::machine()
+        tagger::machine::describe()
     )?;
 
     let peak1 = r.get("peak/tract_matmul_512/t1").map(|(s, n)| n / s);
@@ -297,7 +297,7 @@ fn main() -> anyhow::Result<()> {
     device_binaries(&mut md, Path::new(&target))?;
 
     let profile = Path::new(&target).join("release/examples/profile");
-    let builtin = tagger::model::DEFAULT_MODEL_FILE;
+    let builtin = tagger::builtin::MODEL_FILE;
     let builtin_int8 = builtin.replace(".onnx", ".int8.onnx");
     let floor_int8 = floor_dir.join("floor.int8.onnx").display().to_string();
     for (model, title, rows) in [
@@ -372,7 +372,7 @@ fn device_binaries(md: &mut String, target: &Path) -> anyhow::Result<()> {
         writeln!(md, "| {name} | {} | {} |", cell(mib(x86)), cell(mib(&arm)))?;
     }
     if device.is_file() && release.is_file() {
-        let builtin = tagger::model::DEFAULT_MODEL_FILE;
+        let builtin = tagger::builtin::MODEL_FILE;
         let int8 = builtin.replace(".onnx", ".int8.onnx");
         writeln!(
             md,

@@ -12,7 +12,7 @@ fn main() -> anyhow::Result<()> {
     let path = args.next().unwrap_or_else(|| "models/baseline.onnx".into());
     let iterations: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(500);
     let bytes = std::fs::read(&path)?;
-    let model = tract_onnx::onnx()
+    let model = tagger::tract_onnx::onnx()
         .model_for_read(&mut Cursor::new(bytes))?
         .into_typed()?
         .into_decluttered()?;

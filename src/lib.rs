@@ -1,27 +1,25 @@
-//! The fashion tagger runtime: load an exported ONNX classifier, prepare images exactly as in
-//! training, and turn logits into labelled verdicts.
+//! The `tag` application: the command line's libraries on top of the inference core
+//! ([`tagger_core`], re-exported here under the same module names).
 //!
-//! - [`preprocess`]: the single preprocessing path (shared with the training crate).
-//! - [`metadata`]: what a model file says about itself (labels, normalisation, version).
-//! - [`backend`]: tract (default) and onnxruntime (feature `ort`).
-//! - [`model`]: loading a model, embedded default included.
-//! - [`classify`]: softmax, top-k, needs-review threshold.
+//! - [`builtin`]: the model compiled into `tag`.
+//! - [`inputs`], [`tagging`], [`output`]: files, folders and stdin tagged in batches, written as
+//!   human text, JSON lines or CSV.
+//! - [`bench`]: `tag bench`.
+//! - [`error`]: what went wrong, by kind (the `tag` binary maps kinds to exit codes).
 //! - [`watch`], [`config`], [`overlay`]: camera stations (`tag watch`), their TOML settings and
 //!   the verdict drawn onto frames.
 
-pub mod backend;
+pub use tagger_core::{backend, classify, fsio, limits, machine, metadata, model, preprocess};
+
 pub mod bench;
-pub mod classify;
+pub mod builtin;
 pub mod config;
+pub mod error;
 pub mod inputs;
-pub mod limits;
-pub mod metadata;
-pub mod model;
 pub mod output;
 pub mod overlay;
-pub mod preprocess;
 pub mod tagging;
 pub mod watch;
 
 /// Re-exported so the training crate writes ONNX with the very tract version `tag` runs.
-pub use tract_onnx;
+pub use tagger_core::tract_onnx;

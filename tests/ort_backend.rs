@@ -12,8 +12,8 @@ fn ort_and_tract_agree_on_real_photos() {
         eprintln!("skipped: set ORT_DYLIB_PATH to libonnxruntime.so to compare backends");
         return;
     }
-    let tract = Model::embedded(BackendKind::Tract, 1).unwrap();
-    let ort = Model::embedded(BackendKind::Ort, 1).unwrap();
+    let tract = tagger::builtin::model(BackendKind::Tract, 1).unwrap();
+    let ort = tagger::builtin::model(BackendKind::Ort, 1).unwrap();
     assert_eq!(ort.backend_name(), "ort");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/examples");
     let mut images = vec![];

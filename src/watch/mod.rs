@@ -7,10 +7,8 @@
 pub mod debounce;
 pub mod framebuffer;
 pub mod mailbox;
-pub mod mjpeg;
 pub mod source;
 pub mod stats;
-pub mod v4l2;
 pub mod yuyv;
 
 use crate::classify;
@@ -101,13 +99,6 @@ fn timestamp() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// Writes `bytes` to `path` through a temp file and a rename: a reader never sees half a file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
 fn snapshot(dir: &Path, seq: u64, label: &str, frame: &RgbImage, quality: u8) -> Result<PathBuf> {
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, quality)
@@ -118,7 +109,7 @@ fn snapshot(dir: &Path, seq: u64, label: &str, frame: &RgbImage, quality: u8) ->
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
     let path = dir.join(format!("{seq:09}-{safe}.jpg"));
-    write_atomic(&path, &jpeg)
+    crate::fsio::write_atomic(&path, &jpeg)
         .with_context(|| format!("cannot write snapshot {}", path.display()))?;
     Ok(path)
 }

@@ -44,24 +44,50 @@ impl YuyvFrame {
     /// odd pixel: each pixel takes the chroma of the pair it belongs to, as in the full frame,
     /// so a region equals the same crop of [`to_rgb`](Self::to_rgb) exactly.
     pub fn region_to_rgb(&self, x: u32, y: u32, w: u32, h: u32) -> RgbImage {
-        let x = x.min(self.width);
-        let y = y.min(self.height);
-        let (w, h) = (w.min(self.width - x), h.min(self.height - y));
-        let mut out = RgbImage::new(w, h);
-        let buf: &mut [u8] = &mut out;
-        for (row_out, yy) in buf.chunks_exact_mut(w as usize * 3).zip(y..y + h) {
-            let row = &self.data[yy as usize * self.stride..][..self.width as usize * 2];
-            for (px_out, xx) in row_out.chunks_exact_mut(3).zip(x as usize..) {
-                let pair = &row[(xx & !1) * 2..][..4];
-                let (u, v) = (pair[1] as f32 - 128.0, pair[3] as f32 - 128.0);
-                let c = 1.164 * (pair[(xx & 1) * 2] as f32 - 16.0);
-                px_out[0] = (c + 1.596 * v).round().clamp(0.0, 255.0) as u8;
-                px_out[1] = (c - 0.392 * u - 0.813 * v).round().clamp(0.0, 255.0) as u8;
-                px_out[2] = (c + 2.017 * u).round().clamp(0.0, 255.0) as u8;
+        let x = x.min(self.width) as usize;
+        let y = y.min(self.height) as usize;
+        let w = (w as usize).min(self.width as usize - x);
+        let h = (h as usize).min(self.height as usize - y);
+        let mut out = vec![0u8; w * h * 3];
+        if w > 0 {
+            for (dst, yy) in out.chunks_exact_mut(w * 3).zip(y..y + h) {
+                let row = &self.data[yy * self.stride..][..self.width as usize * 2];
+                convert_row(row, x, dst);
             }
         }
-        out
+        RgbImage::from_raw(w as u32, h as u32, out).expect("w * h * 3 bytes")
     }
+}
+
+/// Pixels `x..x + dst.len() / 3` of one YUYV row into RGB. Integer BT.601 (studio range, 8-bit
+/// fixed point, the V4L2 documentation's coefficients): no float per pixel (docs/BENCHMARKS.md).
+fn convert_row(row: &[u8], x: usize, dst: &mut [u8]) {
+    let mut px = dst.chunks_exact_mut(3);
+    let mut pairs = row[(x & !1) * 2..].chunks_exact(4);
+    // A region that starts on the second pixel of a pair.
+    if x & 1 == 1 {
+        if let (Some(p), Some(pair)) = (px.next(), pairs.next()) {
+            p.copy_from_slice(&rgb(pair[2], pair[1], pair[3]));
+        }
+    }
+    for pair in pairs {
+        let Some(first) = px.next() else { break };
+        first.copy_from_slice(&rgb(pair[0], pair[1], pair[3]));
+        let Some(second) = px.next() else { break };
+        second.copy_from_slice(&rgb(pair[2], pair[1], pair[3]));
+    }
+}
+
+#[inline(always)]
+fn rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
+    let c = 298 * (y as i32 - 16) + 128;
+    let (d, e) = (u as i32 - 128, v as i32 - 128);
+    let clamp = |x: i32| (x >> 8).clamp(0, 255) as u8;
+    [
+        clamp(c + 409 * e),
+        clamp(c - 100 * d - 208 * e),
+        clamp(c + 516 * d),
+    ]
 }
 
 #[cfg(test)]

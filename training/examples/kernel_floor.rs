@@ -11,8 +11,8 @@
 
 use anyhow::{Context, Result};
 use burn::prelude::*;
-use tagger::metadata::ModelInfo;
-use tagger::preprocess::{Normalization, IMAGE_LEN};
+use tagger_core::metadata::ModelInfo;
+use tagger_core::preprocess::{Normalization, IMAGE_LEN};
 use training::model::Arch;
 use training::quantize::{self, Calibration, Int8Form, QuantSettings};
 use training::util::write_atomic;

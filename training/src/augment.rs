@@ -8,7 +8,7 @@
 
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use tagger::preprocess::{HEIGHT, IMAGE_LEN, PAD_VALUE, WIDTH};
+use tagger_core::preprocess::{HEIGHT, IMAGE_LEN, PAD_VALUE, WIDTH};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Augment {

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use tagger::preprocess::{self, IMAGE_LEN};
+use tagger_core::preprocess::{self, IMAGE_LEN};
 
 /// Bump when preprocessing changes: old caches are then rebuilt, never silently reused.
 pub const PREPROCESS_VERSION: u32 = 1;

@@ -5,9 +5,9 @@ use crate::metrics::Metrics;
 use crate::split::{Entry, Split};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use tagger::backend::BackendKind;
-use tagger::classify::argmax;
-use tagger::model::Model;
+use tagger_core::backend::BackendKind;
+use tagger_core::classify::argmax;
+use tagger_core::model::Model;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Scores {

@@ -14,7 +14,7 @@
 //! Hand-written because no image crate offers a connected, gradient-bounded fill; it is ~80
 //! lines on the 60x80 cached image and runs in microseconds.
 
-use tagger::preprocess::{HEIGHT, WIDTH};
+use tagger_core::preprocess::{HEIGHT, WIDTH};
 
 /// Below this share of foreground pixels a mask is not trusted.
 pub const MIN_FOREGROUND: f32 = 0.04;
@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn real_photos_white_tshirt_and_necklace() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/cutout");
-        let chw = |f: &str| tagger::preprocess::file_to_chw(&dir.join(f)).unwrap();
+        let chw = |f: &str| tagger_core::preprocess::file_to_chw(&dir.join(f)).unwrap();
         let (w, h) = (WIDTH as usize, HEIGHT as usize);
         let tee = product_mask(&chw("white-tshirt.jpg"));
         assert_eq!(tee.kind, MaskKind::Cut);

@@ -53,6 +53,10 @@ fn find_column(headers: &[String], wanted: &[&str]) -> Option<usize> {
 
 /// Loads the data directory in whichever layout it has.
 pub fn load(data: &Path, label_column: &str) -> Result<Loaded> {
+    load_layout(data, label_column).map_err(crate::error::data)
+}
+
+fn load_layout(data: &Path, label_column: &str) -> Result<Loaded> {
     if !data.is_dir() {
         bail!(
             "data directory {} does not exist: pass --data DIR holding styles.csv and images/ \

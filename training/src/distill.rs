@@ -6,7 +6,7 @@
 //! helps small networks most.
 //!
 //! Teacher outputs are computed once per run, before the first epoch, through the runtime
-//! (`tagger::model`, tract), from the exported ONNX files: the teachers are what ships, not
+//! (`tagger_core::model`, tract), from the exported ONNX files: the teachers are what ships, not
 //! checkpoints.
 
 use crate::cache::ImageCache;
@@ -14,8 +14,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
-use tagger::backend::BackendKind;
-use tagger::model::Model;
+use tagger_core::backend::BackendKind;
+use tagger_core::model::Model;
 
 /// Distillation settings, saved in the run's config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

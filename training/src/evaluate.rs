@@ -2,6 +2,7 @@
 //! (`models/<name>.json`) that gathers every number about it.
 
 use crate::cache::ImageCache;
+use crate::card::ExportedModel;
 use crate::export::{float_model, fold};
 use crate::metrics::Metrics;
 use crate::model::Cnn;
@@ -13,10 +14,10 @@ use anyhow::{bail, Context, Result};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use tagger::backend::BackendKind;
-use tagger::metadata::ModelInfo;
-use tagger::model::Model;
-use tagger::preprocess::IMAGE_LEN;
+use tagger_core::backend::BackendKind;
+use tagger_core::metadata::ModelInfo;
+use tagger_core::model::Model;
+use tagger_core::preprocess::IMAGE_LEN;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SplitMetrics {
@@ -56,7 +57,10 @@ pub fn predictions(
     what: &str,
 ) -> (Vec<usize>, Vec<usize>) {
     let (logits, truth) = predict(model, cache, set, &cfg.normalization, &Device::flex(), what);
-    let pred = logits.iter().map(|l| tagger::classify::argmax(l)).collect();
+    let pred = logits
+        .iter()
+        .map(|l| tagger_core::classify::argmax(l))
+        .collect();
     (pred, truth)
 }
 
@@ -133,7 +137,7 @@ pub fn parity(
 /// Largest tract-vs-burn logit difference accepted for an export.
 pub const PARITY_TOLERANCE: f32 = 1e-4;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ExportCheck {
     pub images: usize,
     pub max_abs_logit_diff_tract_vs_burn: f32,
@@ -170,29 +174,7 @@ pub fn export(
     })
 }
 
-/// Everything about one shipped model, written next to its ONNX file.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ModelCard {
-    pub name: String,
-    pub version: String,
-    pub onnx: String,
-    pub onnx_bytes: usize,
-    pub onnx_sha256: String,
-    pub label_column: String,
-    pub labels: Vec<String>,
-    pub arch: crate::model::Arch,
-    pub params: u64,
-    pub flops_per_image: u64,
-    pub receptive_field_px: usize,
-    pub training: TrainingSummary,
-    pub split: SplitSummary,
-    pub metrics: SplitMetrics,
-    pub export_check: ExportCheck,
-    /// Commands that reproduce this file, in order.
-    pub reproduce: Vec<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainingSummary {
     pub epochs: usize,
     pub best_epoch: usize,
@@ -218,7 +200,7 @@ pub struct TrainingSummary {
     pub machine: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SplitSummary {
     pub file: String,
     pub sha256: String,
@@ -231,10 +213,11 @@ pub struct SplitSummary {
 
 /// Which machine trained the model (CPU model and cores).
 pub fn machine() -> String {
-    tagger::bench::machine()
+    tagger_core::machine::describe()
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The part of the model card that `export` writes.
 pub fn model_card(
     paths: &RunPaths,
     version: &str,
@@ -244,12 +227,12 @@ pub fn model_card(
     metrics: SplitMetrics,
     check: ExportCheck,
     reproduce: Vec<String>,
-) -> Result<ModelCard> {
+) -> Result<ExportedModel> {
     let (cfg, state) = read_run(paths)?;
     let bytes = std::fs::read(onnx_path)?;
     let mut ips: Vec<f64> = state.history.iter().map(|h| h.images_per_s).collect();
     ips.sort_by(f64::total_cmp);
-    Ok(ModelCard {
+    Ok(ExportedModel {
         name: cfg.name.clone(),
         version: version.into(),
         onnx: onnx_path

@@ -5,9 +5,9 @@
 use crate::model::{Arch, Cnn};
 use crate::onnx;
 use burn::prelude::*;
-use tagger::metadata::{ModelInfo, INPUT_NAME, OUTPUT_NAME};
-use tagger::preprocess::{HEIGHT, WIDTH};
-use tagger::tract_onnx::pb;
+use tagger_core::metadata::{ModelInfo, INPUT_NAME, OUTPUT_NAME};
+use tagger_core::preprocess::{HEIGHT, WIDTH};
+use tagger_core::tract_onnx::pb;
 
 /// A convolution with batch norm folded in: `w` is `[c_out, c_in, kernel, kernel]`.
 #[derive(Debug, Clone)]

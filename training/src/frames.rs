@@ -14,7 +14,7 @@ use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
 use image::RgbImage;
 use std::path::Path;
-use tagger::preprocess::{HEIGHT, WIDTH};
+use tagger_core::preprocess::{HEIGHT, WIDTH};
 
 pub struct FrameOptions<'a> {
     pub part: &'a str,
@@ -129,7 +129,7 @@ pub fn write(
                 let frame = station::render(None, &scene, belt, seed, size, rect);
                 *n += 1;
                 let file = save(out, &format!("frame-{:05}", *n), &frame)?;
-                rows.push((file, tagger::classify::NONE.to_string(), String::new()));
+                rows.push((file, tagger_core::classify::NONE.to_string(), String::new()));
             }
             anyhow::Ok(())
         };
@@ -167,7 +167,7 @@ pub fn write(
             let seed = opts.level.seed(opts.part, i);
             let frame = station::render(None, &scene, mix(seed ^ 0x5eed), seed, size, rect);
             let file = save(out, &format!("empty-{i:05}"), &frame)?;
-            rows.push((file, tagger::classify::NONE.to_string(), String::new()));
+            rows.push((file, tagger_core::classify::NONE.to_string(), String::new()));
             n += 1;
         }
     } else {

@@ -1,17 +1,19 @@
 //! Training side of the fashion tagger: data loading, split, decode-once cache, the burn CNNs,
 //! the training loop, evaluation, plots, ONNX export and int8 quantization.
 //!
-//! Preprocessing is not here on purpose: it lives in the runtime crate (`tagger::preprocess`) so
+//! Preprocessing is not here on purpose: it lives in the runtime crate (`tagger_core::preprocess`) so
 //! training and `tag` cannot drift apart.
 
 pub mod augment;
 pub mod backdrop;
 pub mod cache;
+pub mod card;
 pub mod compare;
 pub mod cutout;
 pub mod dataset;
 pub mod distill;
 pub mod ema;
+pub mod error;
 pub mod evaluate;
 pub mod export;
 pub mod frames;

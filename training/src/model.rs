@@ -13,7 +13,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
-use tagger::preprocess::{HEIGHT, WIDTH};
+use tagger_core::preprocess::{HEIGHT, WIDTH};
 
 /// Network shape, saved with every run so export and evaluation rebuild the same model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,8 +7,8 @@
 //! types, so building the graph directly is short and fully tested against tract and burn.
 
 use prost::Message;
-use tagger::metadata::ModelInfo;
-use tagger::tract_onnx::pb::{
+use tagger_core::metadata::ModelInfo;
+use tagger_core::tract_onnx::pb::{
     self, attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
 };
 

@@ -20,10 +20,10 @@ use crate::export::{FoldedConv, FoldedNet};
 use crate::onnx;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use tagger::metadata::{ModelInfo, INPUT_NAME};
-use tagger::preprocess::{HEIGHT, WIDTH};
-use tagger::tract_onnx::pb;
-use tagger::tract_onnx::prelude::*;
+use tagger_core::metadata::{ModelInfo, INPUT_NAME};
+use tagger_core::preprocess::{HEIGHT, WIDTH};
+use tagger_core::tract_onnx::pb;
+use tagger_core::tract_onnx::prelude::*;
 
 /// How activation ranges are chosen from calibration data.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, clap::ValueEnum)]
@@ -222,7 +222,7 @@ pub fn calibrate(
         bail!("the calibration set is empty: pass --calibration-images N with N > 0");
     }
     let bytes = onnx::encode(&float_model_with_taps(net, info));
-    let plan = tagger::tract_onnx::onnx()
+    let plan = tagger_core::tract_onnx::onnx()
         .model_for_read(&mut std::io::Cursor::new(bytes))?
         .with_input_fact(0, f32::fact([n, 3, HEIGHT as usize, WIDTH as usize]).into())?
         .into_optimized()?

@@ -3,12 +3,10 @@
 //! `docs/data/` (copied there from `runs/` by [`collect`], so a fresh clone regenerates the same
 //! report without the run folders).
 
-use crate::compare::Comparison;
-use crate::evaluate::ModelCard;
+use crate::card::ModelCard as Card;
 use crate::station_eval::StationScores;
 use crate::train::{EpochLog, TrainConfig};
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -16,33 +14,6 @@ use std::path::{Path, PathBuf};
 /// that tract runs faster (issue: tract's gap to onnxruntime, docs/BENCHMARKS.md).
 /// `robust` is trained for station frames (issue 12: compositing, `none`, negatives).
 pub const MODELS: [&str; 5] = ["baseline", "tuned", "augmented", "fast", "robust"];
-
-#[derive(Deserialize)]
-pub struct Card {
-    #[serde(flatten)]
-    pub card: ModelCard,
-    pub int8: Option<Int8Section>,
-    /// Station-frame figures (`training station`).
-    pub station: Option<StationSection>,
-    /// Temperature folded into the head (`training calibrate`).
-    #[serde(default)]
-    pub temperature: Option<crate::temperature::TemperatureScaling>,
-}
-
-#[derive(Deserialize)]
-pub struct StationSection {
-    pub float_val: Option<StationScores>,
-    pub float_test: Option<StationScores>,
-    pub int8_val: Option<StationScores>,
-    pub int8_test: Option<StationScores>,
-    pub reproduce: Option<String>,
-}
-
-#[derive(Deserialize)]
-pub struct Int8Section {
-    pub onnx_bytes: usize,
-    pub comparison: Comparison,
-}
 
 /// One short run of the learning-rate sweep.
 pub struct SweepRun {
@@ -161,8 +132,7 @@ pub fn load(models: &Path, data: &Path) -> Result<Inputs> {
         if !p.is_file() {
             continue;
         }
-        let card: Card = serde_json::from_slice(&std::fs::read(&p)?)
-            .with_context(|| format!("{} is not a model card", p.display()))?;
+        let card = Card::load(&p)?;
         let h = data.join("history").join(format!("{m}.csv"));
         histories.push(if h.is_file() {
             read_history(&h)?
@@ -251,8 +221,8 @@ pub fn sweep_choice(sweep: &[SweepRun]) -> Option<&SweepRun> {
 /// Renders the report; `img` is the PNG folder as linked from the report (relative to docs/).
 pub fn render(inp: &Inputs, img: &str) -> Result<String> {
     let mut md = String::new();
-    let by_name = |n: &str| inp.cards.iter().position(|c| c.card.name == n);
-    let base = by_name("baseline").map(|i| &inp.cards[i].card);
+    let by_name = |n: &str| inp.cards.iter().position(|c| c.model.name == n);
+    let base = by_name("baseline").map(|i| &inp.cards[i].model);
     writeln!(
         md,
         "# Experiment report: baseline, tuned, augmented, fast and robust CNNs\n"
@@ -263,7 +233,7 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
          (`models/<name>.json`) and the per-epoch logs in `docs/data/`; do not edit by hand. Every \
          model uses the same split (`models/split.json`, {} train / {} val / {} test images, 13 \
          classes); the test split is only scored, never used to choose anything.\n",
-        inp.cards[0].card.split.train, inp.cards[0].card.split.val, inp.cards[0].card.split.test
+        inp.cards[0].model.split.train, inp.cards[0].model.split.val, inp.cards[0].model.split.test
     )?;
 
     writeln!(md, "## Side by side\n")?;
@@ -276,7 +246,7 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )?;
     for c in &inp.cards {
-        let k = &c.card;
+        let k = &c.model;
         let m = &k.metrics;
         let (i8acc, agree) = c.int8.as_ref().map_or(("-".into(), "-".into()), |q| {
             (
@@ -323,15 +293,15 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
     writeln!(md, "## Per-class recall (test)\n")?;
     write!(md, "| class | test images |")?;
     for c in &inp.cards {
-        write!(md, " {} |", c.card.name)?;
+        write!(md, " {} |", c.model.name)?;
     }
     writeln!(md)?;
     writeln!(md, "|---|---|{}", "---|".repeat(inp.cards.len()))?;
-    for (i, label) in inp.cards[0].card.labels.iter().enumerate() {
-        let support = inp.cards[0].card.metrics.test.per_class[i].support;
+    for (i, label) in inp.cards[0].model.labels.iter().enumerate() {
+        let support = inp.cards[0].model.metrics.test.per_class[i].support;
         write!(md, "| {label} | {support} |")?;
         for c in &inp.cards {
-            write!(md, " {} |", pct(c.card.metrics.test.per_class[i].recall))?;
+            write!(md, " {} |", pct(c.model.metrics.test.per_class[i].recall))?;
         }
         writeln!(md)?;
     }
@@ -413,7 +383,7 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
                 )?;
             }
         }
-        if let (Some(t), Some(b)) = (by_name("tuned").map(|i| &inp.cards[i].card), base) {
+        if let (Some(t), Some(b)) = (by_name("tuned").map(|i| &inp.cards[i].model), base) {
             let dv = (t.metrics.val.accuracy - b.metrics.val.accuracy) * 100.0;
             let dt = (t.metrics.test.accuracy - b.metrics.test.accuracy) * 100.0;
             writeln!(
@@ -442,7 +412,7 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
 
     writeln!(md, "## Augmented\n")?;
     if let Some(i) = by_name("augmented") {
-        let a = &inp.cards[i].card;
+        let a = &inp.cards[i].model;
         if let Some(aug) = &a.training.augment {
             writeln!(
                 md,
@@ -535,9 +505,9 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
         }
         writeln!(md)?;
     }
-    let tuned = by_name("tuned").map(|i| &inp.cards[i].card);
+    let tuned = by_name("tuned").map(|i| &inp.cards[i].model);
     if let (Some(i), Some(t)) = (by_name("fast"), tuned) {
-        let f = &inp.cards[i].card;
+        let f = &inp.cards[i].model;
         let dt = (f.metrics.test.accuracy - t.metrics.test.accuracy) * 100.0;
         let dv = (f.metrics.val.accuracy - t.metrics.val.accuracy) * 100.0;
         writeln!(
@@ -576,7 +546,7 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
         "![validation accuracy per epoch]({img}/compare-val.png)\n"
     )?;
     for c in &inp.cards {
-        let n = &c.card.name;
+        let n = &c.model.name;
         writeln!(
             md,
             "- {n}: [training curves]({img}/{n}-curves.png), [test confusion matrix]({img}/{n}-confusion.png)"
@@ -593,7 +563,7 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
         writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} | {} | {} {} | {} KiB | {} KiB |",
-            c.card.name,
+            c.model.name,
             pct(t.float.accuracy),
             pct(t.int8.accuracy),
             pp(t.accuracy_delta_pp),
@@ -602,7 +572,7 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
             pct(t.agreement),
             t.largest_class_drop.0,
             pp(-t.largest_class_drop.1),
-            c.card.onnx_bytes / 1024,
+            c.model.onnx_bytes / 1024,
             q.onnx_bytes / 1024
         )?;
     }
@@ -675,7 +645,7 @@ fn station_table(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
                 ("int8", s.int8_test.as_ref(), s.int8_val.as_ref()),
             ]
             .into_iter()
-            .filter_map(move |(form, t, v)| t.map(|t| (c.card.name.as_str(), form, t, v)))
+            .filter_map(move |(form, t, v)| t.map(|t| (c.model.name.as_str(), form, t, v)))
         })
         .collect();
     for c in &inp.cards {
@@ -687,14 +657,14 @@ fn station_table(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
                  negative log-likelihood on {} ({} frames; NLL {:.3} -> {:.3}, expected \
                  calibration error {:.3} -> {:.3}). Accuracy does not change; what is above the \
                  threshold does.\n",
-                c.card.name,
-                t.temperature,
-                t.fitted_on,
-                t.frames,
-                t.nll_before,
-                t.nll_after,
-                t.ece_before,
-                t.ece_after
+                c.model.name,
+                t.scaling.temperature,
+                t.scaling.fitted_on,
+                t.scaling.frames,
+                t.scaling.nll_before,
+                t.scaling.nll_after,
+                t.scaling.ece_before,
+                t.scaling.ece_after
             )?;
         }
     }
@@ -825,7 +795,7 @@ pub fn write(models: &Path, data: &Path, docs: &Path) -> Result<PathBuf> {
         .iter()
         .zip(&inp.histories)
         .filter(|(_, h)| !h.is_empty())
-        .map(|(c, h)| (c.card.name.as_str(), h.as_slice()))
+        .map(|(c, h)| (c.model.name.as_str(), h.as_slice()))
         .collect();
     if !named.is_empty() {
         crate::plots::compare_val(&named, &img.join("compare-val.png"))?;

@@ -133,14 +133,17 @@ impl Split {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| {
-            format!(
-                "cannot read split file {}: create it with `training split`",
-                path.display()
-            )
-        })?;
+        let bytes = std::fs::read(path)
+            .with_context(|| {
+                format!(
+                    "cannot read split file {}: create it with `training split`",
+                    path.display()
+                )
+            })
+            .map_err(crate::error::data)?;
         serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not a split file", path.display()))
+            .map_err(crate::error::data)
     }
 
     /// SHA-256 of the split file, recorded in every model's JSON.

@@ -17,7 +17,7 @@ use image::RgbImage;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use tagger::preprocess::{HEIGHT, WIDTH};
+use tagger_core::preprocess::{HEIGHT, WIDTH};
 
 /// The distribution a frame is drawn from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -229,10 +229,10 @@ impl Frame {
     /// runtime's own preprocessing, so a frame is scored exactly as a camera's would be.
     pub fn to_chw(&self) -> Vec<u8> {
         match self.jpeg_quality {
-            Some(_) => tagger::preprocess::bytes_to_chw(&self.encode(), "station frame")
+            Some(_) => tagger_core::preprocess::bytes_to_chw(&self.encode(), "station frame")
                 .expect("a frame we encoded decodes"),
             // Lossless: skip the PNG round trip.
-            None => tagger::preprocess::to_chw_u8(&tagger::preprocess::fit(
+            None => tagger_core::preprocess::to_chw_u8(&tagger_core::preprocess::fit(
                 &image::DynamicImage::ImageRgb8(self.image.clone()),
             )),
         }

@@ -1,4 +1,4 @@
-//! Scoring an exported model on station frames, through the runtime (`tagger::model`, tract):
+//! Scoring an exported model on station frames, through the runtime (`tagger_core::model`, tract):
 //! each frame is encoded as a camera would send it, decoded and fitted by `tag`'s own
 //! preprocessing, and classified by the ONNX file that ships. The figures are therefore those
 //! `tag` gets, float or int8, not those of the training graph.
@@ -16,8 +16,8 @@ use crate::station::{self, Level, Product};
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use tagger::classify;
-use tagger::model::Model;
+use tagger_core::classify;
+use tagger_core::model::Model;
 
 /// The station threshold of the device configs (`[verdict] threshold`).
 pub const STATION_THRESHOLD: f32 = 0.6;

@@ -19,8 +19,8 @@ use crate::station_eval::level_inputs;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
-use tagger::tract_onnx::pb;
-use tagger::tract_onnx::prelude::Framework;
+use tagger_core::tract_onnx::pb;
+use tagger_core::tract_onnx::prelude::Framework;
 
 /// The metadata key that records the folded temperature.
 pub const KEY_TEMPERATURE: &str = "temperature";
@@ -127,7 +127,7 @@ pub fn apply(bytes: &[u8], t: f32) -> Result<Vec<u8>> {
     if !(t.is_finite() && t > 0.0) {
         bail!("temperature must be a positive number, got {t}");
     }
-    let proto = tagger::tract_onnx::onnx()
+    let proto = tagger_core::tract_onnx::onnx()
         .proto_model_for_read(&mut Cursor::new(bytes))
         .map_err(|e| anyhow::anyhow!("not an ONNX model: {e:#}"))?;
     if proto
@@ -137,7 +137,7 @@ pub fn apply(bytes: &[u8], t: f32) -> Result<Vec<u8>> {
     {
         bail!("the model is calibrated already; re-export it to calibrate again");
     }
-    let info = tagger::model::read_info(bytes)?;
+    let info = tagger_core::model::read_info(bytes)?;
     let mut net = crate::quantize::folded_from_onnx(&proto).context("reading the float model")?;
     net.head_w.iter_mut().for_each(|w| *w /= t);
     net.head_b.iter_mut().for_each(|b| *b /= t);
@@ -151,7 +151,7 @@ pub fn apply(bytes: &[u8], t: f32) -> Result<Vec<u8>> {
 
 /// The temperature folded into a model, if any.
 pub fn folded(bytes: &[u8]) -> Option<f32> {
-    let proto = tagger::tract_onnx::onnx()
+    let proto = tagger_core::tract_onnx::onnx()
         .proto_model_for_read(&mut Cursor::new(bytes))
         .ok()?;
     proto

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tagger::preprocess::{normalize_into, Normalization, HEIGHT, IMAGE_LEN, WIDTH};
+use tagger_core::preprocess::{normalize_into, Normalization, HEIGHT, IMAGE_LEN, WIDTH};
 
 /// Training for stations (issue 12): products composited onto belts and trays every epoch, a
 /// `none` output trained on empty surfaces, and products of other kinds trained towards a flat
@@ -479,7 +479,7 @@ fn accuracy(logits: &[Vec<f32>], targets: &[usize]) -> f64 {
     let hits = logits
         .iter()
         .zip(targets)
-        .filter(|(l, &t)| tagger::classify::argmax(l) == t)
+        .filter(|(l, &t)| tagger_core::classify::argmax(l) == t)
         .count();
     hits as f64 / targets.len().max(1) as f64
 }

@@ -2,11 +2,11 @@
 //! not match the outputs, NaN outputs, a std of 0, a graph that would allocate without bound.
 //! Built with the same ONNX writer as real exports.
 
-use tagger::backend::BackendKind;
-use tagger::metadata::{ModelInfo, KEY_LABELS};
-use tagger::model::Model;
-use tagger::preprocess::Normalization;
-use tagger::tract_onnx::pb;
+use tagger_core::backend::BackendKind;
+use tagger_core::metadata::{ModelInfo, KEY_LABELS};
+use tagger_core::model::Model;
+use tagger_core::preprocess::Normalization;
+use tagger_core::tract_onnx::pb;
 use training::export::{float_model, FoldedConv, FoldedNet};
 
 fn tiny_net(classes: usize) -> FoldedNet {

@@ -4,9 +4,9 @@
 
 use burn::prelude::*;
 use std::path::{Path, PathBuf};
-use tagger::backend::BackendKind;
-use tagger::model::Model;
-use tagger::preprocess::{self, Normalization};
+use tagger_core::backend::BackendKind;
+use tagger_core::model::Model;
+use tagger_core::preprocess::{self, Normalization};
 use training::cache::ImageCache;
 use training::model::Arch;
 use training::quantize::{self, Calibration, Int8Form};
@@ -271,8 +271,8 @@ fn smoke_training_loss_falls_resumes_and_exports() {
     // int8: calibrated on training images only, close to float, labels kept, refusals.
     let float_bytes = std::fs::read(&onnx).unwrap();
     let proto = {
-        use tagger::tract_onnx::prelude::Framework;
-        tagger::tract_onnx::onnx()
+        use tagger_core::tract_onnx::prelude::Framework;
+        tagger_core::tract_onnx::onnx()
             .proto_model_for_read(&mut std::io::Cursor::new(&float_bytes))
             .unwrap()
     };
@@ -318,7 +318,7 @@ fn smoke_training_loss_falls_resumes_and_exports() {
         let agree = lf
             .chunks(k)
             .zip(lq.chunks(k))
-            .filter(|(a, b)| tagger::classify::argmax(a) == tagger::classify::argmax(b))
+            .filter(|(a, b)| tagger_core::classify::argmax(a) == tagger_core::classify::argmax(b))
             .count();
         assert!(
             agree * 10 >= imgs.len() * 9,
@@ -327,8 +327,8 @@ fn smoke_training_loss_falls_resumes_and_exports() {
         );
         // A quantized model cannot be quantized again.
         let qproto = {
-            use tagger::tract_onnx::prelude::Framework;
-            tagger::tract_onnx::onnx()
+            use tagger_core::tract_onnx::prelude::Framework;
+            tagger_core::tract_onnx::onnx()
                 .proto_model_for_read(&mut std::io::Cursor::new(&q))
                 .unwrap()
         };
@@ -364,8 +364,8 @@ fn strided_layers_export_and_quantize_consistently() {
     let text = String::from_utf8_lossy(&bytes).into_owned();
     assert!(!text.contains("MaxPool"));
     let proto = {
-        use tagger::tract_onnx::prelude::Framework;
-        tagger::tract_onnx::onnx()
+        use tagger_core::tract_onnx::prelude::Framework;
+        tagger_core::tract_onnx::onnx()
             .proto_model_for_read(&mut std::io::Cursor::new(&bytes))
             .unwrap()
     };
@@ -398,8 +398,8 @@ fn strided_layers_export_and_quantize_consistently() {
         // QLinearConv gets one scalar weight zero point (tract then skips its zero-point
         // passes); DequantizeLinear one per channel, like its scales.
         let qproto = {
-            use tagger::tract_onnx::prelude::Framework;
-            tagger::tract_onnx::onnx()
+            use tagger_core::tract_onnx::prelude::Framework;
+            tagger_core::tract_onnx::onnx()
                 .proto_model_for_read(&mut std::io::Cursor::new(&q))
                 .unwrap()
         };
@@ -498,7 +498,7 @@ fn station_training_learns_empty_belts() {
         ..full.clone()
     };
     let mut labels = s.labels.clone();
-    labels.push(tagger::classify::NONE.into());
+    labels.push(tagger_core::classify::NONE.into());
     let layers = ["16:4/4v", "32v", "48/2v", "48"].map(|l| l.parse().unwrap());
     let arch = Arch::from_layers(layers.to_vec(), 0.0, labels.len());
     let mut station = train::StationTraining::new(None);
@@ -586,7 +586,7 @@ fn station_training_learns_empty_belts() {
         let logits = model.logits(&model.batch_input(&refs), refs.len()).unwrap();
         logits
             .chunks(k)
-            .map(|l| tagger::classify::softmax(l)[2])
+            .map(|l| tagger_core::classify::softmax(l)[2])
             .sum::<f32>()
             / refs.len() as f32
     };

@@ -21,7 +21,7 @@ pub trait Backend: Send + Sync {
 }
 
 /// Which backend to load a model with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// tract, pure Rust (default, always available).
@@ -30,12 +30,32 @@ pub enum BackendKind {
     Ort,
 }
 
-impl std::fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl BackendKind {
+    /// Every backend by its command-line and TOML name.
+    pub const ALL: [BackendKind; 2] = [BackendKind::Tract, BackendKind::Ort];
+
+    pub fn name(self) -> &'static str {
+        match self {
             BackendKind::Tract => "tract",
             BackendKind::Ort => "ort",
-        })
+        }
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown backend `{s}`; use tract or ort"))
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

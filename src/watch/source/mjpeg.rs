@@ -5,7 +5,7 @@
 //! multipart splitter (~150 lines). Asking for HTTP/1.0 rules out chunked encoding, cameras on a
 //! warehouse network speak plain http, and the lean runtime keeps its dependency tree small.
 
-use super::source::{FrameData, FrameSource, Reconnecting};
+use super::{FrameData, FrameSource, Reconnecting};
 use crate::limits::{
     CONNECT_TIMEOUT, FRAME_DEADLINE, HEADER_DEADLINE, MAX_STREAM_HEADERS, MAX_STREAM_LINE,
     MAX_STREAM_PART, STOP_POLL,

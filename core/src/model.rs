@@ -8,17 +8,9 @@ use std::io::Cursor;
 use std::path::Path;
 use tract_onnx::prelude::Framework;
 
-/// The model compiled into `tag`, so a fresh checkout tags images with no download.
-/// `fast`: the fastest model on tract whose validation accuracy is within one standard error of
-/// the best (docs/REPORT.md, README); float rather than int8 because tract runs the int8 graph
-/// slower (docs/BENCHMARKS.md).
-pub const DEFAULT_MODEL_BYTES: &[u8] = include_bytes!("../models/fast.onnx");
-/// Where the embedded model came from, for `--version` and outputs.
-pub const DEFAULT_MODEL_FILE: &str = "models/fast.onnx";
-
 pub struct Model {
     pub info: ModelInfo,
-    /// `embedded:<file>` or the path given.
+    /// Where the model came from: the path given, or what the caller says (`embedded:<file>`).
     pub source: String,
     pub bytes_len: usize,
     backend: Box<dyn Backend>,
@@ -36,16 +28,6 @@ pub fn read_info(onnx: &[u8]) -> Result<ModelInfo> {
 }
 
 impl Model {
-    /// The model embedded in the binary.
-    pub fn embedded(kind: BackendKind, threads: usize) -> Result<Self> {
-        Self::from_bytes(
-            DEFAULT_MODEL_BYTES,
-            format!("embedded:{DEFAULT_MODEL_FILE}"),
-            kind,
-            threads,
-        )
-    }
-
     /// A model file exported by the training crate.
     pub fn from_path(path: &Path, kind: BackendKind, threads: usize) -> Result<Self> {
         let bytes = crate::limits::read_file_as(path, crate::limits::MAX_MODEL_BYTES, "model")

@@ -2,7 +2,7 @@
 //! V4L2 compatibility layer. Kept thin on purpose: open, pick MJPEG (or YUYV), stream, and hand
 //! the bytes on; everything else is the same as for any other source.
 
-use super::source::FrameSource;
+use super::FrameSource;
 use crate::config::SourceSection;
 use anyhow::Result;
 use std::path::Path;
@@ -29,9 +29,9 @@ pub fn open(
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use super::super::source::{FrameData, FrameSource, Reconnecting};
-    use super::super::yuyv::YuyvFrame;
+    use super::super::{FrameData, FrameSource, Reconnecting};
     use crate::config::SourceSection;
+    use crate::watch::yuyv::YuyvFrame;
     use anyhow::{anyhow, Context, Result};
     use linuxvideo::format::{PixFormat, PixelFormat};
     use linuxvideo::stream::ReadStream;

@@ -1,0 +1,23 @@
+//! The inference core of the fashion tagger: what `tag` and the training crate share, and
+//! nothing else (no command line, no camera, no HTTP), so training does not compile the station.
+//!
+//! - [`preprocess`]: the single preprocessing path (decode, ROI, fit, normalise).
+//! - [`metadata`]: what a model file says about itself (labels, normalisation, version).
+//! - [`backend`]: tract (default) and onnxruntime (feature `ort`).
+//! - [`model`]: loading a model file or bytes into a backend.
+//! - [`classify`]: softmax, top-k, needs-review threshold, the `none` class.
+//! - [`limits`]: bounded reads of untrusted files and tensors.
+//! - [`fsio`]: the one atomic write (snapshots, model cards, checkpoints).
+//! - [`machine`]: the host description written next to measured figures.
+
+pub mod backend;
+pub mod classify;
+pub mod fsio;
+pub mod limits;
+pub mod machine;
+pub mod metadata;
+pub mod model;
+pub mod preprocess;
+
+/// Re-exported so the training crate writes ONNX with the very tract version `tag` runs.
+pub use tract_onnx;

@@ -1,0 +1,147 @@
+//! `tag watch`: a camera station.
+
+use crate::shared::{load_model, stop_on_signals, ModelArgs};
+use std::path::PathBuf;
+use tagger::config::{StationConfig, WatchFormat};
+use tagger::error::Error;
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Examples:
+  tag watch --source /dev/video0 --config firmware-config/raspberry-pi-5.toml
+  tag watch --source http://10.0.0.7:8080/video.mjpg --format human
+  tag watch --source recorded-shift/ --max-frames 1000 --snapshots snaps/
+
+Command-line options override the config file. Stops cleanly on Ctrl-C or SIGTERM.")]
+pub struct WatchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Frames: /dev/videoN (V4L2), http://host:port/path (MJPEG stream) or a folder of frames
+    /// replayed in name order.
+    #[arg(long)]
+    source: Option<String>,
+    /// Station settings (one TOML per device in firmware-config/).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Stop after this many frames from the source.
+    #[arg(long)]
+    max_frames: Option<u64>,
+    /// Output format [default: jsonl].
+    #[arg(long, value_enum)]
+    format: Option<WatchFormat>,
+    /// Confidence (0..1) a frame needs to count towards a product [default: 0.6].
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// Consecutive agreeing frames before a product is reported [default: 3].
+    #[arg(long)]
+    debounce: Option<usize>,
+    /// Region of interest `x,y,width,height` as fractions of the frame, e.g. `0.25,0,0.5,1`.
+    #[arg(long)]
+    roi: Option<tagger::preprocess::Roi>,
+    /// Pace of a folder replay in frames/s (frames are then dropped when inference lags).
+    #[arg(long)]
+    fps: Option<f32>,
+    /// Replay a folder source again and again.
+    #[arg(long)]
+    repeat: bool,
+    /// Save an annotated JPEG of each reported product into this folder.
+    #[arg(long)]
+    snapshots: Option<PathBuf>,
+    /// Show annotated frames on this Linux framebuffer (e.g. /dev/fb0).
+    #[arg(long)]
+    framebuffer: Option<PathBuf>,
+    /// Write a record for every classified frame, not only for reported products.
+    #[arg(long)]
+    all_frames: bool,
+    /// Seconds between stats lines on stderr [default: 10].
+    #[arg(long)]
+    stats_interval: Option<f32>,
+    /// Stats and summary lines on stderr as JSON.
+    #[arg(long)]
+    stats_json: bool,
+}
+
+/// The config file, then the command line on top (config.rs), validated once both apply.
+fn watch_config(args: &WatchArgs) -> anyhow::Result<StationConfig> {
+    let m = &args.model;
+    StationConfig::resolve(
+        args.config.as_deref(),
+        tagger::config::Overrides {
+            model: m.model.clone(),
+            backend: m.backend,
+            threads: m.threads,
+            source: args.source.clone(),
+            fps: args.fps,
+            repeat: args.repeat,
+            format: args.format,
+            all_frames: args.all_frames,
+            stats_json: args.stats_json,
+            stats_interval_s: args.stats_interval,
+            threshold: args.threshold,
+            debounce: args.debounce,
+            snapshots: args.snapshots.clone(),
+            framebuffer: args.framebuffer.clone(),
+            roi: args.roi,
+        },
+    )
+}
+
+pub fn run(args: WatchArgs) -> Result<(), Error> {
+    let cfg = watch_config(&args).map_err(Error::Config)?;
+    let Some(source) = cfg.source.uri.clone() else {
+        return Err(Error::Usage("no frame source; give --source (/dev/video0, http://..., a folder) or source.uri in the config".into()));
+    };
+    let model_args = ModelArgs {
+        model: cfg.model.path.clone(),
+        backend: Some(cfg.model.backend),
+        threads: Some(cfg.model.threads),
+    };
+    let model = load_model(&model_args).map_err(Error::Model)?;
+    // Ctrl-C and SIGTERM: finish the frame in hand, flush, print the summary, exit 0.
+    let stop = stop_on_signals("tag watch", "a stop may lose the last line");
+    let mut out: Box<dyn std::io::Write> = match &cfg.output.path {
+        Some(p) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+        {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                return Err(Error::Config(anyhow::anyhow!(
+                    "cannot open output {}: {e}",
+                    p.display()
+                )))
+            }
+        },
+        None => Box::new(std::io::stdout().lock()),
+    };
+    eprintln!(
+        "tag watch: {} v{} on {} x{}, source {}",
+        model.info.name,
+        model.info.version,
+        model.backend_name(),
+        cfg.model.threads,
+        tagger::watch::source::mjpeg::redacted(&source)
+    );
+    let opts = tagger::watch::WatchOptions {
+        config: &cfg,
+        source: &source,
+        max_frames: args.max_frames,
+        stop,
+    };
+    let s = tagger::watch::run(&model, &opts, &mut out).map_err(Error::Station)?;
+    if cfg.output.stats_json {
+        let mut v = serde_json::to_value(&s).expect("summary serialises");
+        v["event"] = "summary".into();
+        eprintln!("{v}");
+    } else {
+        eprintln!(
+            "tag watch: done: {} frames captured, {} classified, {} dropped, {} corrupt, {} products in {:.1} s (p50 {:.2} ms, p99 {:.2} ms)",
+            s.captured, s.processed, s.dropped, s.corrupt, s.verdicts, s.seconds, s.p50_ms, s.p99_ms
+        );
+    }
+    match s.source_error {
+        Some(e) => Err(Error::SourceLost(e)),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,260 @@
+//! The model card, `<model>.json` beside `<model>.onnx`: one type that every command reads and
+//! writes. `export` writes the model part; `calibrate`, `quantize` and `station` add their
+//! sections; `report` reads it all. Each writer loads the whole card, changes its part and writes
+//! it back atomically, so no command drops what another wrote, and fields this version does not
+//! know are kept as they are.
+
+use crate::compare::Comparison;
+use crate::quantize::QuantSettings;
+use crate::station_eval::StationScores;
+use crate::temperature::TemperatureScaling;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+/// Everything about one shipped model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelCard {
+    #[serde(flatten)]
+    pub model: ExportedModel,
+    /// Temperature folded into the head (`training calibrate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<TemperatureSection>,
+    /// The QLinearConv int8 model (`training quantize --form qlinear`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8: Option<Int8Section>,
+    /// The QDQ int8 model (`training quantize --form qdq`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8_qdq: Option<Int8Section>,
+    /// Station-frame figures (`training station`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub station: Option<StationSection>,
+    /// Fields this version does not know, kept through every rewrite.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// What `export` writes: the model file, how it was trained, its catalogue metrics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportedModel {
+    pub name: String,
+    pub version: String,
+    pub onnx: String,
+    pub onnx_bytes: usize,
+    pub onnx_sha256: String,
+    pub label_column: String,
+    pub labels: Vec<String>,
+    pub arch: crate::model::Arch,
+    pub params: u64,
+    pub flops_per_image: u64,
+    pub receptive_field_px: usize,
+    pub training: crate::evaluate::TrainingSummary,
+    pub split: crate::evaluate::SplitSummary,
+    pub metrics: crate::evaluate::SplitMetrics,
+    pub export_check: crate::evaluate::ExportCheck,
+    /// Commands that reproduce this file, in order.
+    pub reproduce: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TemperatureSection {
+    #[serde(flatten)]
+    pub scaling: TemperatureScaling,
+    pub reproduce: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Int8Section {
+    pub onnx: String,
+    pub onnx_bytes: usize,
+    pub onnx_sha256: String,
+    pub settings: QuantSettings,
+    /// Float and int8 side by side on val and test.
+    pub comparison: Comparison,
+    pub reproduce: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StationSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub float_val: Option<StationScores>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub float_test: Option<StationScores>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8_val: Option<StationScores>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8_test: Option<StationScores>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reproduce: Option<String>,
+}
+
+impl ModelCard {
+    /// Where the card of the model file `onnx` lives.
+    pub fn path_for(onnx: &Path) -> PathBuf {
+        onnx.with_extension("json")
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a model card", path.display()))
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::util::write_json(path, self)
+    }
+
+    /// A fresh export's card. Sections the other commands wrote into `previous` survive when the
+    /// model file is the same (same SHA-256); for a changed model they would describe files and
+    /// figures of the old one, so they are dropped and the commands to redo are returned.
+    pub fn exported(
+        model: ExportedModel,
+        previous: Option<ModelCard>,
+    ) -> (Self, Vec<&'static str>) {
+        let mut card = ModelCard {
+            model,
+            temperature: None,
+            int8: None,
+            int8_qdq: None,
+            station: None,
+            other: Map::new(),
+        };
+        let mut redo = vec![];
+        if let Some(old) = previous {
+            if old.model.onnx_sha256 == card.model.onnx_sha256 {
+                card.temperature = old.temperature;
+                card.int8 = old.int8;
+                card.int8_qdq = old.int8_qdq;
+                card.station = old.station;
+                card.other = old.other;
+            } else {
+                for (had, command) in [
+                    (old.temperature.is_some(), "calibrate"),
+                    (old.int8.is_some() || old.int8_qdq.is_some(), "quantize"),
+                    (old.station.is_some(), "station"),
+                ] {
+                    if had {
+                        redo.push(command);
+                    }
+                }
+            }
+        }
+        (card, redo)
+    }
+}
+
+/// Loads the card of the model file `onnx`, lets `change` edit it and writes it back atomically.
+/// `Ok(None)` when the model has no card.
+pub fn update(onnx: &Path, change: impl FnOnce(&mut ModelCard)) -> Result<Option<PathBuf>> {
+    let path = ModelCard::path_for(onnx);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let mut card = ModelCard::load(&path)?;
+    change(&mut card);
+    card.save(&path)?;
+    Ok(Some(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed_cards() -> Vec<PathBuf> {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        let cards: Vec<PathBuf> = crate::report::MODELS
+            .iter()
+            .map(|m| models.join(format!("{m}.json")))
+            .filter(|p| p.is_file())
+            .collect();
+        assert!(
+            !cards.is_empty(),
+            "no model cards under {}",
+            models.display()
+        );
+        cards
+    }
+
+    /// The first value of `original` that `back` lost or changed (fields `back` adds, such as
+    /// defaults newer versions write, are fine; numbers equal at f32 precision): a readable
+    /// failure instead of two whole cards.
+    fn lost_or_changed(original: &Value, back: &Value, at: &str) -> Option<String> {
+        match (original, back) {
+            (Value::Object(x), Value::Object(y)) => x.iter().find_map(|(k, u)| match y.get(k) {
+                Some(v) => lost_or_changed(u, v, &format!("{at}.{k}")),
+                None => Some(format!("{at}.{k} lost")),
+            }),
+            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+                .iter()
+                .zip(y)
+                .enumerate()
+                .find_map(|(i, (u, v))| lost_or_changed(u, v, &format!("{at}[{i}]"))),
+            // f32 fields (thresholds, scales) were written in either of their decimal forms.
+            (Value::Number(x), Value::Number(y)) => {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                ((x - y).abs() > 1e-7 * x.abs().max(y.abs()))
+                    .then(|| format!("{at}: {original} became {back}"))
+            }
+            _ => (original != back).then(|| format!("{at}: {original} became {back}")),
+        }
+    }
+
+    #[test]
+    fn every_committed_card_reads_and_writes_back_without_losing_a_value() {
+        for path in committed_cards() {
+            let original: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let card = ModelCard::load(&path).unwrap();
+            assert!(
+                card.other.is_empty(),
+                "{}: unknown fields {:?}",
+                path.display(),
+                card.other.keys()
+            );
+            // As `save` writes it.
+            let back: Value = serde_json::from_slice(&serde_json::to_vec(&card).unwrap()).unwrap();
+            let diff = lost_or_changed(&original, &back, "");
+            assert_eq!(diff, None, "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn sections_and_unknown_fields_survive_a_rewrite_and_a_re_export() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = committed_cards()
+            .into_iter()
+            .find(|p| ModelCard::load(p).unwrap().int8.is_some())
+            .expect("a committed card with an int8 section");
+        let mut card = ModelCard::load(&source).unwrap();
+        card.other.insert("added_later".into(), Value::from(7));
+        let onnx = dir.path().join("m.onnx");
+        card.save(&ModelCard::path_for(&onnx)).unwrap();
+
+        // A command that writes its own section (here: station) keeps everything else.
+        update(&onnx, |c| c.station = Some(StationSection::default())).unwrap();
+        let after = ModelCard::load(&ModelCard::path_for(&onnx)).unwrap();
+        assert!(after.int8.is_some() && after.station.is_some());
+        assert_eq!(after.other["added_later"], 7);
+
+        // Re-exporting the same model keeps the sections; a changed model drops them and says
+        // which commands to run again.
+        let (same, redo) = ModelCard::exported(card.model.clone(), Some(after.clone()));
+        assert!(redo.is_empty());
+        assert!(same.int8.is_some() && same.station.is_some());
+        assert_eq!(same.other["added_later"], 7);
+        let mut changed = card.model.clone();
+        changed.onnx_sha256 = "0".repeat(64);
+        let (fresh, redo) = ModelCard::exported(changed, Some(after));
+        assert!(fresh.int8.is_none() && fresh.station.is_none());
+        assert!(
+            redo.contains(&"quantize") && redo.contains(&"station"),
+            "{redo:?}"
+        );
+
+        // No card: nothing is written.
+        assert!(update(&dir.path().join("other.onnx"), |_| {})
+            .unwrap()
+            .is_none());
+    }
+}

@@ -1,0 +1,135 @@
+//! `training calibrate`: see [`Args`] for what it does and its options.
+
+use super::open_cache;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use training::split::Split;
+
+/// Fit a temperature on val station frames (lowest NLL) and fold it into a float model's head
+/// (temperature.rs); the card gets a `temperature` section. Run after `export`, before
+/// `quantize` and `station`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, default_value = "models/split.json")]
+    pub split: PathBuf,
+    /// Float ONNX model, rewritten in place.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Empty val frames among the fitting frames (station models).
+    #[arg(long, default_value_t = 1000)]
+    pub empties: usize,
+    #[arg(long, default_value = "runs/cache")]
+    pub cache_dir: PathBuf,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Args {
+        data,
+        split,
+        model,
+        empties,
+        cache_dir,
+    } = args;
+    calibrate_cmd(&data, &split, &model, empties, &cache_dir)
+}
+
+/// `training calibrate`: temperature scaling of a float model, written in place with its card.
+fn calibrate_cmd(
+    data: &Path,
+    split_file: &Path,
+    model: &Path,
+    empties: usize,
+    cache_dir: &Path,
+) -> Result<()> {
+    use tagger_core::backend::BackendKind;
+    use training::temperature as temp;
+    let split = Split::load(split_file)?;
+    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    if let Some(t) = temp::folded(&bytes) {
+        anyhow::bail!(
+            "{} is calibrated already (temperature {t}); re-export it to calibrate again",
+            model.display()
+        );
+    }
+    let m = tagger_core::model::Model::from_bytes(
+        &bytes,
+        model.display().to_string(),
+        BackendKind::Tract,
+        1,
+    )?;
+    let station = m.info.labels.last().map(String::as_str) == Some(tagger_core::classify::NONE);
+    let cache = open_cache(data, cache_dir, &split)?;
+    let started = std::time::Instant::now();
+    let (frames, truth) = temp::fitting_frames(
+        &split.val,
+        if station { empties } else { 0 },
+        m.classes() - 1,
+        &cache,
+    );
+    let logits = temp::logits(&m, &frames)?;
+    let k = m.classes();
+    let t = temp::fit(&logits, k, &truth);
+    let scaling = temp::TemperatureScaling {
+        temperature: (t as f64 * 100.0).round() / 100.0,
+        fitted_on: format!(
+            "val: catalogue photos and their mild, hard and tray station frames{}",
+            if station {
+                format!(", {empties} empty frames (none)")
+            } else {
+                String::new()
+            }
+        ),
+        frames: frames.len(),
+        nll_before: temp::nll(&logits, k, &truth, 1.0),
+        nll_after: temp::nll(&logits, k, &truth, t),
+        ece_before: temp::ece(&logits, k, &truth, 1.0),
+        ece_after: temp::ece(&logits, k, &truth, t),
+    };
+    eprintln!(
+        "temperature {t:.2} on {} val frames: NLL {:.4} -> {:.4}, ECE {:.4} -> {:.4} ({:.0}s)",
+        scaling.frames,
+        scaling.nll_before,
+        scaling.nll_after,
+        scaling.ece_before,
+        scaling.ece_after,
+        started.elapsed().as_secs_f64()
+    );
+    let calibrated = temp::apply(&bytes, t)?;
+    // The calibrated model must load and keep every prediction.
+    let check = tagger_core::model::Model::from_bytes(
+        &calibrated,
+        "calibrated".into(),
+        BackendKind::Tract,
+        1,
+    )?;
+    let after = temp::logits(&check, &frames[..frames.len().min(512)])?;
+    let argmax = |r: &[f32]| tagger_core::classify::argmax(r);
+    if logits
+        .chunks(k)
+        .zip(after.chunks(k))
+        .any(|(a, b)| argmax(a) != argmax(b))
+    {
+        anyhow::bail!("calibration changed a prediction; not written");
+    }
+    training::util::write_atomic(model, &calibrated)?;
+    let section = training::card::TemperatureSection {
+        scaling,
+        reproduce: format!(
+            "cargo run --release -p training -- calibrate --data ../shared/data/fashion-product-images-small --split {} --model {} --empties {empties}",
+            split_file.display(),
+            model.display()
+        ),
+    };
+    // The card gets the section and describes the file that ships.
+    let updated = training::card::update(model, |c| {
+        c.temperature = Some(section);
+        c.model.onnx_bytes = calibrated.len();
+        c.model.onnx_sha256 = training::util::sha256_hex(&calibrated);
+    })?;
+    if let Some(card) = updated {
+        eprintln!("{} calibrated; card {}", model.display(), card.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! `training evaluate`: see [`Args`] for what it does and its options.
+
+use super::open_cache;
+use anyhow::Result;
+use std::path::PathBuf;
+use training::split::Split;
+use training::train::RunPaths;
+
+/// Score a run's best checkpoint on train/val/test: metrics.json, curves and confusion PNGs.
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, default_value = "models/split.json")]
+    pub split: PathBuf,
+    /// Run directory written by `train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    #[arg(long, default_value = "runs/cache")]
+    pub cache_dir: PathBuf,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Args {
+        data,
+        split,
+        run,
+        cache_dir,
+    } = args;
+    let split = Split::load(&split)?;
+    let cache = open_cache(&data, &cache_dir, &split)?;
+    let m = training::evaluate::evaluate(&RunPaths::new(&run), &split, &cache)?;
+    eprintln!("{:<6} {:>9} {:>9}", "split", "accuracy", "macro-F1");
+    for (name, x) in [("train", &m.train), ("val", &m.val), ("test", &m.test)] {
+        eprintln!("{name:<6} {:>9.4} {:>9.4}", x.accuracy, x.macro_f1);
+    }
+    eprintln!("metrics and plots written to {}", run.display());
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! One module per `training` subcommand, each with its clap `Args` and its `run`; main.rs
+//! parses and dispatches.
+
+use anyhow::Result;
+use std::path::Path;
+use training::cache::ImageCache;
+use training::negatives::Negatives;
+use training::split::Split;
+
+pub mod augment_grid;
+pub mod calibrate;
+pub mod evaluate;
+pub mod export;
+pub mod frames;
+pub mod negatives;
+pub mod quantize;
+pub mod report;
+pub mod split;
+pub mod station;
+pub mod train;
+
+/// The cache of the split's images.
+pub fn open_cache(data: &Path, cache_dir: &Path, split: &Split) -> Result<ImageCache> {
+    open_cache_with(data, cache_dir, split, None)
+}
+
+/// The cache of the split's images, plus the other kinds when given.
+pub fn open_cache_with(
+    data: &Path,
+    cache_dir: &Path,
+    split: &Split,
+    negatives: Option<&Negatives>,
+) -> Result<ImageCache> {
+    let mut ids: Vec<u64> = split
+        .train
+        .iter()
+        .chain(&split.val)
+        .chain(&split.test)
+        .map(|e| e.0)
+        .collect();
+    if let Some(n) = negatives {
+        ids.extend(n.train.iter().chain(&n.val).chain(&n.test).map(|e| e.0));
+    }
+    let cache = ImageCache::open(data, cache_dir, &ids)?;
+    eprintln!(
+        "image cache {}: {} images{}, {} corrupt (skipped)",
+        cache.path.display(),
+        cache.len(),
+        if cache.rebuilt { " (decoded now)" } else { "" },
+        cache.corrupt.len()
+    );
+    for (id, why) in cache.corrupt.iter().take(5) {
+        eprintln!("  skipped {id}: {why}");
+    }
+    Ok(cache)
+}

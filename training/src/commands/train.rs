@@ -1,0 +1,225 @@
+//! `training train`: see [`Args`] for what it does and its options.
+
+use super::open_cache_with;
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use tagger_core::preprocess::Normalization;
+use training::augment::Augment;
+use training::model::{Arch, Layer};
+use training::negatives::Negatives;
+use training::split::Split;
+use training::train::{RunPaths, TrainConfig};
+
+/// Train one model on a split; checkpoints every epoch, `--resume` continues a killed run.
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, default_value = "models/split.json")]
+    pub split: PathBuf,
+    /// Model name: baseline, tuned, augmented or any other.
+    #[arg(long, default_value = "baseline")]
+    pub name: String,
+    /// Run directory (checkpoints, logs); default runs/<name>.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value_t = 15)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    /// Stage widths, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128")]
+    pub channels: Vec<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub convs_per_stage: usize,
+    /// Explicit conv layers instead of stages, e.g. `32:4/4v,64v,96/2v,128v`
+    /// (`C[:K][/S][v]`: channels, kernel, stride, no padding; see model.rs).
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Vec<Layer>,
+    #[arg(long, default_value_t = 0.2)]
+    pub dropout: f64,
+    /// Train with on-the-fly augmentation (default settings, see augment.rs).
+    #[arg(long)]
+    pub augment: bool,
+    /// Train for stations: products composited onto belts and trays every epoch (mirrored,
+    /// moved, turned, relit, blurred, noisy, JPEG), a `none` output trained on empty
+    /// surfaces, and --negatives trained to stay unsure (station.rs, train.rs).
+    #[arg(long, conflicts_with = "augment")]
+    pub station: bool,
+    /// Other kinds to train as negatives (written by `training negatives`); station runs.
+    #[arg(long, requires = "station")]
+    pub negatives: Option<PathBuf>,
+    /// Vary how products are cut out (standard, loose with halos, tight) in station runs.
+    #[arg(long, requires = "station")]
+    pub cut_jitter: bool,
+    /// Share of product samples kept in the catalogue look in station runs.
+    #[arg(long, default_value_t = 0.25, requires = "station")]
+    pub catalogue_share: f32,
+    /// Label smoothing (share of each target spread over all outputs).
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
+    /// Linear learning-rate warm-up, in epochs.
+    #[arg(long, default_value_t = 0)]
+    pub warmup_epochs: usize,
+    /// Validate, select and export a moving average of the weights with this decay per
+    /// step (e.g. 0.999; ema.rs) instead of the last weights.
+    #[arg(long, value_parser = parse_ema)]
+    pub ema: Option<f64>,
+    /// Distil from these exported models (repeat or comma separate): product targets are
+    /// partly their averaged, softened output on the clean photo (distill.rs).
+    #[arg(long, value_delimiter = ',')]
+    pub teacher: Vec<PathBuf>,
+    /// Share of each product target taken from the teachers.
+    #[arg(long, default_value_t = 0.5)]
+    pub distill_weight: f32,
+    /// Temperature of the teachers' softmax.
+    #[arg(long, default_value_t = 2.0)]
+    pub distill_temperature: f32,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many epochs in this call (resume later with --resume).
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+    /// Where decoded images are cached.
+    #[arg(long, default_value = "runs/cache")]
+    pub cache_dir: PathBuf,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Args {
+        data,
+        split,
+        name,
+        out,
+        epochs,
+        batch_size,
+        lr,
+        weight_decay,
+        channels,
+        convs_per_stage,
+        layers,
+        dropout,
+        augment,
+        station,
+        negatives,
+        cut_jitter,
+        catalogue_share,
+        label_smoothing,
+        warmup_epochs,
+        ema,
+        teacher,
+        distill_weight,
+        distill_temperature,
+        seed,
+        resume,
+        stop_after,
+        cache_dir,
+    } = args;
+    let split_file = split;
+    let split = Split::load(&split_file)?;
+    let negatives = negatives
+        .map(|p| Negatives::load(&p, &split_file).map(|n| (p, n)))
+        .transpose()?;
+    let mut labels = split.labels.clone();
+    if station {
+        labels.push(tagger_core::classify::NONE.to_string());
+    }
+    let cfg = TrainConfig {
+        name: name.clone(),
+        arch: if layers.is_empty() {
+            Arch {
+                channels,
+                convs_per_stage,
+                layers,
+                dropout,
+                classes: labels.len(),
+            }
+        } else {
+            Arch::from_layers(layers, dropout, labels.len())
+        },
+        epochs,
+        batch_size,
+        lr,
+        weight_decay,
+        seed,
+        augment: augment.then(Augment::default),
+        normalization: Normalization::default(),
+        label_column: split.label_column.clone(),
+        labels,
+        station: station.then(|| training::train::StationTraining {
+            cut_jitter,
+            catalogue_share,
+            ..training::train::StationTraining::new(
+                negatives.as_ref().map(|(p, _)| p.display().to_string()),
+            )
+        }),
+        label_smoothing,
+        warmup_epochs,
+        ema,
+        distill: (!teacher.is_empty()).then(|| training::distill::Distill {
+            teachers: teacher.iter().map(|p| p.display().to_string()).collect(),
+            weight: distill_weight,
+            temperature: distill_temperature,
+        }),
+    };
+    cfg.arch
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--channels/--layers: {e}"))?;
+    // Only after the cheap checks: opening the cache may decode every image.
+    let cache = open_cache_with(
+        &data,
+        &cache_dir,
+        &split,
+        negatives.as_ref().map(|(_, n)| n),
+    )?;
+    let negative_ids = negatives
+        .as_ref()
+        .map(|(_, n)| n.ids("train"))
+        .unwrap_or_default();
+    let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&name));
+    eprintln!(
+        "training {name}: {} params (folded), {:.1} MFLOP/image, receptive field {} px",
+        cfg.arch.params_folded(),
+        cfg.arch.flops() as f64 / 1e6,
+        cfg.arch.receptive_field()
+    );
+    let state = training::train::train(
+        &cfg,
+        &RunPaths::new(&out),
+        &cache,
+        &split.train,
+        &split.val,
+        &negative_ids,
+        resume,
+        stop_after,
+    )
+    .with_context(|| format!("training {name}"))?;
+    let last = state.history.last();
+    eprintln!(
+        "done: {} epochs in {:.0}s, best val acc {:.4} at epoch {}, last {:.0} img/s; \
+         checkpoints in {}",
+        state.epochs_done,
+        state.train_seconds,
+        state.best_val_acc,
+        state.best_epoch,
+        last.map(|l| l.images_per_s).unwrap_or(0.0),
+        out.display()
+    );
+    Ok(())
+}
+
+/// `--ema`: a decay in (0, 1).
+fn parse_ema(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(d) if d > 0.0 && d < 1.0 => Ok(d),
+        _ => Err(format!(
+            "`{s}` is not a decay between 0 and 1 (exclusive), e.g. 0.999"
+        )),
+    }
+}
