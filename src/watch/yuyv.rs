@@ -62,19 +62,29 @@ impl YuyvFrame {
 /// Pixels `x..x + dst.len() / 3` of one YUYV row into RGB. Integer BT.601 (studio range, 8-bit
 /// fixed point, the V4L2 documentation's coefficients): no float per pixel (docs/BENCHMARKS.md).
 fn convert_row(row: &[u8], x: usize, dst: &mut [u8]) {
-    let mut px = dst.chunks_exact_mut(3);
-    let mut pairs = row[(x & !1) * 2..].chunks_exact(4);
+    let mut dst = dst;
+    let mut x = x;
     // A region that starts on the second pixel of a pair.
-    if x & 1 == 1 {
-        if let (Some(p), Some(pair)) = (px.next(), pairs.next()) {
-            p.copy_from_slice(&rgb(pair[2], pair[1], pair[3]));
-        }
+    if x & 1 == 1 && dst.len() >= 3 {
+        let p = &row[(x - 1) * 2..][..4];
+        dst[..3].copy_from_slice(&rgb(p[2], p[1], p[3]));
+        dst = &mut dst[3..];
+        x += 1;
     }
-    for pair in pairs {
-        let Some(first) = px.next() else { break };
-        first.copy_from_slice(&rgb(pair[0], pair[1], pair[3]));
-        let Some(second) = px.next() else { break };
-        second.copy_from_slice(&rgb(pair[2], pair[1], pair[3]));
+    let mut out = dst.chunks_exact_mut(6);
+    let mut pairs = row[x * 2..].chunks_exact(4);
+    for (o, p) in (&mut out).zip(&mut pairs) {
+        let (u, v) = (p[1], p[3]);
+        let [r0, g0, b0] = rgb(p[0], u, v);
+        let [r1, g1, b1] = rgb(p[2], u, v);
+        o.copy_from_slice(&[r0, g0, b0, r1, g1, b1]);
+    }
+    // A region that ends on the first pixel of a pair.
+    let rest = out.into_remainder();
+    if rest.len() == 3 {
+        if let Some(p) = pairs.next() {
+            rest.copy_from_slice(&rgb(p[0], p[1], p[3]));
+        }
     }
 }
 
