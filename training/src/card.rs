@@ -49,12 +49,49 @@ pub struct ExportedModel {
     pub params: u64,
     pub flops_per_image: u64,
     pub receptive_field_px: usize,
-    pub training: crate::evaluate::TrainingSummary,
-    pub split: crate::evaluate::SplitSummary,
-    pub metrics: crate::evaluate::SplitMetrics,
-    pub export_check: crate::evaluate::ExportCheck,
+    pub training: TrainingSummary,
+    pub split: SplitSummary,
+    pub metrics: crate::metrics::SplitMetrics,
+    pub export_check: crate::export::ExportCheck,
     /// Commands that reproduce this file, in order.
     pub reproduce: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    pub epochs: usize,
+    pub best_epoch: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+    pub augment: Option<crate::augment::Augment>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub station: Option<crate::train::StationTraining>,
+    #[serde(default)]
+    pub label_smoothing: f64,
+    #[serde(default)]
+    pub warmup_epochs: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<crate::distill::Distill>,
+    pub train_seconds: f64,
+    /// Median over epochs of training images per second on the machine that trained it.
+    pub images_per_s: f64,
+    pub skipped_corrupt_images: usize,
+    pub machine: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SplitSummary {
+    pub file: String,
+    pub sha256: String,
+    pub seed: u64,
+    pub train: usize,
+    pub val: usize,
+    pub test: usize,
+    pub duplicate_groups: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,12 +200,18 @@ mod tests {
     use super::*;
 
     fn committed_cards() -> Vec<PathBuf> {
+        // Every JSON under models/ that is a card (split.json and negatives.json are not).
         let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-        let cards: Vec<PathBuf> = crate::report::MODELS
-            .iter()
-            .map(|m| models.join(format!("{m}.json")))
-            .filter(|p| p.is_file())
+        let mut cards: Vec<PathBuf> = std::fs::read_dir(&models)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .filter(|p| {
+                let v: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+                v.get("onnx_sha256").is_some()
+            })
             .collect();
+        cards.sort();
         assert!(
             !cards.is_empty(),
             "no model cards under {}",

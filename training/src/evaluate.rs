@@ -2,9 +2,11 @@
 //! (`models/<name>.json`) that gathers every number about it.
 
 use crate::cache::ImageCache;
-use crate::card::ExportedModel;
+use crate::card::{ExportedModel, SplitSummary, TrainingSummary};
+use crate::export::ExportCheck;
 use crate::export::{float_model, fold};
 use crate::metrics::Metrics;
+use crate::metrics::SplitMetrics;
 use crate::model::Cnn;
 use crate::onnx;
 use crate::split::{Entry, Split};
@@ -12,19 +14,11 @@ use crate::train::{load_module, predict, RunPaths, RunState, TrainConfig};
 use crate::util::{sha256_hex, write_atomic, write_json};
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
-use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tagger_core::backend::BackendKind;
 use tagger_core::metadata::ModelInfo;
 use tagger_core::model::Model;
 use tagger_core::preprocess::IMAGE_LEN;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SplitMetrics {
-    pub train: Metrics,
-    pub val: Metrics,
-    pub test: Metrics,
-}
 
 pub fn read_run(paths: &RunPaths) -> Result<(TrainConfig, RunState)> {
     let cfg: TrainConfig =
@@ -85,8 +79,22 @@ pub fn evaluate(paths: &RunPaths, split: &Split, cache: &ImageCache) -> Result<S
         test: score(&split.test, "scoring test"),
     };
     write_json(&paths.dir.join("metrics.json"), &m)?;
+    let h = &state.history;
+    let per_epoch = |f: fn(&crate::train::EpochLog) -> f64| h.iter().map(f).collect::<Vec<f64>>();
     crate::plots::curves(
-        &state.history,
+        &per_epoch(|e| e.epoch as f64),
+        [
+            crate::plots::Panel {
+                name: "cross-entropy loss",
+                train: per_epoch(|e| e.train_loss),
+                val: per_epoch(|e| e.val_loss),
+            },
+            crate::plots::Panel {
+                name: "accuracy",
+                train: per_epoch(|e| e.train_acc),
+                val: per_epoch(|e| e.val_acc),
+            },
+        ],
         &format!("{}: training curves", cfg.name),
         &paths.dir.join("curves.png"),
     )?;
@@ -137,12 +145,6 @@ pub fn parity(
 /// Largest tract-vs-burn logit difference accepted for an export.
 pub const PARITY_TOLERANCE: f32 = 1e-4;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ExportCheck {
-    pub images: usize,
-    pub max_abs_logit_diff_tract_vs_burn: f32,
-}
-
 /// Exports the best checkpoint to `out` (ONNX) and returns the parity check.
 pub fn export(
     paths: &RunPaths,
@@ -172,43 +174,6 @@ pub fn export(
         images: check_set.len(),
         max_abs_logit_diff_tract_vs_burn: diff,
     })
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TrainingSummary {
-    pub epochs: usize,
-    pub best_epoch: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub seed: u64,
-    pub augment: Option<crate::augment::Augment>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub station: Option<crate::train::StationTraining>,
-    #[serde(default)]
-    pub label_smoothing: f64,
-    #[serde(default)]
-    pub warmup_epochs: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ema: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distill: Option<crate::distill::Distill>,
-    pub train_seconds: f64,
-    /// Median over epochs of training images per second on the machine that trained it.
-    pub images_per_s: f64,
-    pub skipped_corrupt_images: usize,
-    pub machine: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SplitSummary {
-    pub file: String,
-    pub sha256: String,
-    pub seed: u64,
-    pub train: usize,
-    pub val: usize,
-    pub test: usize,
-    pub duplicate_groups: usize,
 }
 
 /// Which machine trained the model (CPU model and cores).

@@ -5,6 +5,7 @@
 use crate::model::{Arch, Cnn};
 use crate::onnx;
 use burn::prelude::*;
+use serde::{Deserialize, Serialize};
 use tagger_core::metadata::{ModelInfo, INPUT_NAME, OUTPUT_NAME};
 use tagger_core::preprocess::{HEIGHT, WIDTH};
 use tagger_core::tract_onnx::pb;
@@ -209,4 +210,11 @@ pub fn graph(
         output: vec![onnx::batched_value(OUTPUT_NAME, &[classes as i64])],
         ..Default::default()
     }
+}
+
+/// What `export` checked: the largest logit difference between burn and tract on test images.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExportCheck {
+    pub images: usize,
+    pub max_abs_logit_diff_tract_vs_burn: f32,
 }

@@ -74,6 +74,14 @@ impl Metrics {
     }
 }
 
+/// Metrics of one model on the three parts of a split.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SplitMetrics {
+    pub train: Metrics,
+    pub val: Metrics,
+    pub test: Metrics,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,6 @@
 //! bare CI machine).
 
 use crate::metrics::Metrics;
-use crate::train::EpochLog;
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -26,34 +25,28 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting failed: {e:?}")
 }
 
-/// Loss and accuracy per epoch, train vs validation, side by side.
-pub fn curves(history: &[EpochLog], title: &str, path: &Path) -> Result<()> {
+/// One panel of [`curves`]: its name and the train and validation value per epoch.
+pub struct Panel<'a> {
+    pub name: &'a str,
+    pub train: Vec<f64>,
+    pub val: Vec<f64>,
+}
+
+/// Train vs validation per epoch (e.g. loss and accuracy), panels side by side.
+pub fn curves(epochs: &[f64], panels: [Panel; 2], title: &str, path: &Path) -> Result<()> {
     font();
     let root = BitMapBackend::new(path, (1100, 450)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let root = root.titled(title, ("sans-serif", 22)).map_err(err)?;
     let (left, right) = root.split_horizontally(550);
-    let epochs = history.len().max(1) as f64;
-    let x: Vec<f64> = history.iter().map(|h| h.epoch as f64).collect();
-    let panels: [(&DrawingArea<_, _>, &str, Vec<f64>, Vec<f64>); 2] = [
-        (
-            &left,
-            "cross-entropy loss",
-            history.iter().map(|h| h.train_loss).collect(),
-            history.iter().map(|h| h.val_loss).collect(),
-        ),
-        (
-            &right,
-            "accuracy",
-            history.iter().map(|h| h.train_acc).collect(),
-            history.iter().map(|h| h.val_acc).collect(),
-        ),
-    ];
-    for (area, name, train, val) in panels {
+    let x = epochs;
+    let epochs = x.len().max(1) as f64;
+    let panels = [left, right].into_iter().zip(panels);
+    for (area, Panel { name, train, val }) in panels {
         let all = train.iter().chain(&val).copied();
         let (lo, hi) = all.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
         let pad = ((hi - lo) * 0.08).max(1e-3);
-        let mut chart = ChartBuilder::on(area)
+        let mut chart = ChartBuilder::on(&area)
             .caption(name, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(35)
@@ -223,8 +216,9 @@ fn lines<DB: DrawingBackend>(
 }
 
 /// Learning-rate sweep: validation accuracy per epoch for each rate, and final validation
-/// accuracy against log10(learning rate).
-pub fn sweep(runs: &[crate::report::SweepRun], path: &Path) -> Result<()> {
+/// accuracy against log10(learning rate). `runs`: each rate with its (epoch, validation
+/// accuracy) points.
+pub fn sweep(runs: &[(f64, Vec<(f64, f64)>)], path: &Path) -> Result<()> {
     font();
     let root = BitMapBackend::new(path, (1100, 450)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
@@ -234,21 +228,13 @@ pub fn sweep(runs: &[crate::report::SweepRun], path: &Path) -> Result<()> {
     let (left, right) = root.split_horizontally(550);
     let per_epoch: Vec<(String, Vec<(f64, f64)>)> = runs
         .iter()
-        .map(|r| {
-            (
-                format!("lr {}", r.lr),
-                r.history
-                    .iter()
-                    .map(|h| (h.epoch as f64, h.val_acc))
-                    .collect(),
-            )
-        })
+        .map(|(lr, points)| (format!("lr {lr}"), points.clone()))
         .collect();
     lines(&left, "validation accuracy per epoch", "epoch", &per_epoch)?;
     let finals = vec![(
         "final validation accuracy".to_string(),
         runs.iter()
-            .map(|r| (r.lr.log10(), r.history.last().map_or(0.0, |h| h.val_acc)))
+            .map(|(lr, points)| (lr.log10(), points.last().map_or(0.0, |p| p.1)))
             .collect(),
     )];
     lines(
@@ -261,19 +247,15 @@ pub fn sweep(runs: &[crate::report::SweepRun], path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Validation accuracy per epoch of several models on one chart.
-pub fn compare_val(models: &[(&str, &[EpochLog])], path: &Path) -> Result<()> {
+/// Validation accuracy per epoch of several models on one chart: each model's name with its
+/// (epoch, validation accuracy) points.
+pub fn compare_val(models: &[(&str, Vec<(f64, f64)>)], path: &Path) -> Result<()> {
     font();
     let root = BitMapBackend::new(path, (800, 450)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let series: Vec<(String, Vec<(f64, f64)>)> = models
         .iter()
-        .map(|(n, h)| {
-            (
-                n.to_string(),
-                h.iter().map(|e| (e.epoch as f64, e.val_acc)).collect(),
-            )
-        })
+        .map(|(n, points)| (n.to_string(), points.clone()))
         .collect();
     lines(&root, "validation accuracy per epoch", "epoch", &series)?;
     root.present().map_err(err)?;

@@ -782,20 +782,33 @@ fn station_table(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
     Ok(())
 }
 
+/// (epoch, validation accuracy) per epoch: what the sweep and comparison plots draw.
+fn val_acc_points(history: &[EpochLog]) -> Vec<(f64, f64)> {
+    history
+        .iter()
+        .map(|h| (h.epoch as f64, h.val_acc))
+        .collect()
+}
+
 /// Writes the report and its plots.
 pub fn write(models: &Path, data: &Path, docs: &Path) -> Result<PathBuf> {
     let inp = load(models, data)?;
     let img = docs.join("img");
     std::fs::create_dir_all(&img)?;
     if !inp.sweep.is_empty() {
-        crate::plots::sweep(&inp.sweep, &img.join("sweep-lr.png"))?;
+        let runs: Vec<(f64, Vec<(f64, f64)>)> = inp
+            .sweep
+            .iter()
+            .map(|r| (r.lr, val_acc_points(&r.history)))
+            .collect();
+        crate::plots::sweep(&runs, &img.join("sweep-lr.png"))?;
     }
-    let named: Vec<(&str, &[EpochLog])> = inp
+    let named: Vec<(&str, Vec<(f64, f64)>)> = inp
         .cards
         .iter()
         .zip(&inp.histories)
         .filter(|(_, h)| !h.is_empty())
-        .map(|(c, h)| (c.model.name.as_str(), h.as_slice()))
+        .map(|(c, h)| (c.model.name.as_str(), val_acc_points(h)))
         .collect();
     if !named.is_empty() {
         crate::plots::compare_val(&named, &img.join("compare-val.png"))?;

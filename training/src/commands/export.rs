@@ -40,7 +40,7 @@ pub fn run(args: Args) -> Result<()> {
     let split = Split::load(&split_file)?;
     let cache = open_cache(&data, &cache_dir, &split)?;
     let paths = RunPaths::new(&run);
-    let metrics: training::evaluate::SplitMetrics =
+    let metrics: training::metrics::SplitMetrics =
         serde_json::from_slice(&std::fs::read(run.join("metrics.json")).with_context(|| {
             format!(
                 "{} has no metrics.json: run `training evaluate --run {}` first",
