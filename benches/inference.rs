@@ -119,6 +119,39 @@ fn end_to_end(c: &mut Criterion) {
             tagger::classify::verdict(&logits, &model.info.labels, 1, 0.6)
         })
     });
+    // The path before issue 17, in the same run: image's generic crop (pixel by pixel) and
+    // Triangle resize, then the same padding, normalisation and model.
+    g.bench_function("tract/builtin/640x480_jpeg_to_verdict_image_resize", |b| {
+        b.iter(|| {
+            let img = preprocess::decode(black_box(&jpeg), "frame").unwrap();
+            let (x, y, w, h) = roi.pixels(img.width(), img.height());
+            let crop = img.crop_imm(x, y, w, h).to_rgb8();
+            let scale = f64::min(
+                preprocess::WIDTH as f64 / w as f64,
+                preprocess::HEIGHT as f64 / h as f64,
+            );
+            let (fw, fh) = (
+                (w as f64 * scale).round() as u32,
+                (h as f64 * scale).round() as u32,
+            );
+            let small =
+                image::imageops::resize(&crop, fw, fh, image::imageops::FilterType::Triangle);
+            let mut canvas = image::RgbImage::from_pixel(
+                preprocess::WIDTH,
+                preprocess::HEIGHT,
+                image::Rgb([255; 3]),
+            );
+            image::imageops::overlay(
+                &mut canvas,
+                &small,
+                ((preprocess::WIDTH - fw) / 2) as i64,
+                ((preprocess::HEIGHT - fh) / 2) as i64,
+            );
+            let input = preprocess::normalize(&preprocess::to_chw_u8(&canvas), &norm);
+            let logits = model.logits(&input, 1).unwrap();
+            tagger::classify::verdict(&logits, &model.info.labels, 1, 0.6)
+        })
+    });
     // The stages, one at a time.
     let img = preprocess::decode(&jpeg, "frame").unwrap();
     let fitted = preprocess::fit(&roi.crop(&img));

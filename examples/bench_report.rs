@@ -245,6 +245,10 @@ fn main() -> anyhow::Result<()> {
             "frame/tract/builtin/640x480_jpeg_to_verdict",
             "640x480 JPEG -> ROI -> preprocess -> built-in model (tract, 1 thread) -> verdict",
         ),
+        (
+            "frame/tract/builtin/640x480_jpeg_to_verdict_image_resize",
+            "the same frame with image's generic ROI crop and Triangle resize (the path before)",
+        ),
         ("frame/stage/decode", "stage: decode (image's zune-jpeg)"),
         (
             "frame/stage/crop_fit",
@@ -404,8 +408,9 @@ fn device_binaries(md: &mut String, target: &Path) -> anyhow::Result<()> {
         }
     }
     // tract-linalg's build script sets this cfg only when the cross assembler accepts `sdot`.
-    let sdot = std::fs::read_dir(cross.join("release/build"))
+    let sdot = ["release/build", "device/build"]
         .into_iter()
+        .flat_map(|dir| std::fs::read_dir(cross.join(dir)))
         .flatten()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("tract-linalg-"))
