@@ -29,6 +29,48 @@ pub struct StationConfig {
     pub overlay: OverlaySection,
     #[serde(default)]
     pub output: OutputSection,
+    #[serde(default)]
+    pub http: HttpSection,
+}
+
+/// The station's read-only HTTP endpoints (`/metrics`, `/healthz`, `/verdicts`); off when `addr`
+/// is absent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// `PORT` (on 127.0.0.1) or `HOST:PORT`; any address other than loopback needs `token`.
+    pub addr: Option<String>,
+    /// Required of every request (`?token=` or `Authorization: Bearer`); mandatory for a
+    /// non-loopback address.
+    pub token: Option<String>,
+}
+
+impl HttpSection {
+    /// Where to listen, `None` when off. A bare port means 127.0.0.1: nothing is exposed to the
+    /// network unless an address is given, and then only with a token.
+    pub fn bind(&self) -> Result<Option<std::net::SocketAddr>> {
+        use std::net::{SocketAddr, ToSocketAddrs};
+        let Some(addr) = self.addr.as_deref() else {
+            return Ok(None);
+        };
+        let a: SocketAddr = if let Ok(port) = addr.parse::<u16>() {
+            SocketAddr::from(([127, 0, 0, 1], port))
+        } else {
+            addr.to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .with_context(|| {
+                    format!("http.addr = `{addr}` (--http): give PORT or HOST:PORT, e.g. 8080 or 0.0.0.0:8080")
+                })?
+        };
+        if !a.ip().is_loopback() && self.token.as_deref().is_none_or(str::is_empty) {
+            bail!(
+                "http.addr = `{addr}` is reachable from other machines: set http.token (--http-token) \
+                 so only its holders can read the station, or listen on 127.0.0.1 (--http PORT)"
+            );
+        }
+        Ok(Some(a))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +244,8 @@ pub struct Overrides {
     pub snapshots: Option<PathBuf>,
     pub framebuffer: Option<PathBuf>,
     pub roi: Option<Roi>,
+    pub http: Option<String>,
+    pub http_token: Option<String>,
 }
 
 impl StationConfig {
@@ -233,6 +277,8 @@ impl StationConfig {
         self.overlay.snapshots = o.snapshots.or(self.overlay.snapshots.take());
         self.overlay.framebuffer = o.framebuffer.or(self.overlay.framebuffer.take());
         self.roi = o.roi.unwrap_or(self.roi);
+        self.http.addr = o.http.or(self.http.addr.take());
+        self.http.token = o.http_token.or(self.http.token.take());
     }
 
     /// Reads and validates a config file; errors name the file, the key and the fix.
@@ -274,6 +320,7 @@ impl StationConfig {
         limits::check_seconds("source.reconnect_max_s", s.reconnect_max_s, 0.1)
             .map_err(anyhow::Error::msg)?;
         self.roi.validate().map_err(anyhow::Error::msg)?;
+        self.http.bind()?;
         let v = &self.verdict;
         if !(v.threshold.is_finite() && (0.0..=1.0).contains(&v.threshold)) {
             bail!(

@@ -4,8 +4,10 @@
 //! model drops frames instead of queueing them), inference takes the newest frame, classifies its
 //! region of interest, debounces, writes records and draws the overlay.
 
+pub mod board;
 pub mod debounce;
 pub mod framebuffer;
+pub mod http;
 pub mod mailbox;
 pub mod source;
 pub mod stats;
@@ -126,6 +128,24 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
         )?),
         None => None,
     };
+    // The HTTP endpoints read the board; the loop below writes it whether or not they run.
+    let board = Arc::new(board::Board::default());
+    let _http = match cfg.http.bind()? {
+        Some(addr) => {
+            let server = http::HttpServer::start(addr, cfg.http.token.clone(), board.clone())?;
+            eprintln!(
+                "tag watch: serving http://{}/metrics, /healthz and /verdicts{}",
+                server.addr,
+                if cfg.http.token.is_some() {
+                    " (token required)"
+                } else {
+                    ""
+                }
+            );
+            Some(server)
+        }
+        None => None,
+    };
     if let Some(dir) = &cfg.overlay.snapshots {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create snapshot folder {}", dir.display()))?;
@@ -206,6 +226,7 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
             Ok(i) => i,
             Err(e) => {
                 stats.corrupt += 1;
+                board.corrupt(stats.corrupt);
                 eprintln!("tag watch: skipped {e}");
                 continue;
             }
@@ -223,6 +244,7 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
         let v = classify::verdict(&logits, labels, 1, threshold);
         let latency_ms = frame.captured.elapsed().as_secs_f64() * 1e3;
         stats.record(latency_ms);
+        board.frame(latency_ms, mailbox.dropped(), stats.corrupt);
         // `none` (an empty belt) counts as no product: nothing is reported, and the product
         // that arrives next is a new one.
         let confident = classify::is_product(&v.label);
@@ -259,6 +281,15 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
                     Err(e) => eprintln!("tag watch: {e:#}"),
                 }
             }
+        }
+        if report {
+            board.verdict(board::Verdict {
+                timestamp: timestamp(),
+                frame: frame.seq,
+                label: v.label.clone(),
+                confidence: v.confidence,
+                snapshot: snap.clone(),
+            });
         }
         if report || cfg.output.all_frames {
             let event = if report { "verdict" } else { "frame" };

@@ -59,6 +59,13 @@ pub struct WatchArgs {
     /// Stats and summary lines on stderr as JSON.
     #[arg(long)]
     stats_json: bool,
+    /// Serve /metrics (Prometheus), /healthz and /verdicts on PORT (127.0.0.1) or HOST:PORT.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// Token every HTTP request must carry (?token= or Authorization: Bearer); required for an
+    /// address other than 127.0.0.1. Also `[http] token` in the config, or TAG_HTTP_TOKEN.
+    #[arg(long, env = "TAG_HTTP_TOKEN", hide_env_values = true)]
+    http_token: Option<String>,
 }
 
 /// The config file, then the command line on top (config.rs), validated once both apply.
@@ -82,6 +89,8 @@ fn watch_config(args: &WatchArgs) -> anyhow::Result<StationConfig> {
             snapshots: args.snapshots.clone(),
             framebuffer: args.framebuffer.clone(),
             roi: args.roi,
+            http: args.http.clone(),
+            http_token: args.http_token.clone(),
         },
     )
 }

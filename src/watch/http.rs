@@ -1,0 +1,150 @@
+//! `tag watch --http ADDR`: the station's read-only endpoints, `/metrics` (Prometheus text),
+//! `/healthz` (200 while frames arrive, 503 otherwise) and `/verdicts` (recent verdicts, JSON).
+//!
+//! tiny_http: a small synchronous server (four small dependencies, no async runtime), which fits
+//! a Pi better than a tokio stack for a handful of scrapes a minute. Every answer is rendered
+//! from a copy of the [`Board`] taken under a short lock, so clients never slow inference;
+//! requests are served by two threads, so a flood waits its turn instead of growing memory.
+
+use super::board::Board;
+use anyhow::{anyhow, Result};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tiny_http::{Header, Method, Request, Response, Server};
+
+/// Threads answering requests.
+const WORKERS: usize = 2;
+
+/// The running server; dropping it stops the threads.
+pub struct HttpServer {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// Listens on `addr` (port 0: any free port, see [`HttpServer::addr`]).
+    pub fn start(addr: SocketAddr, token: Option<String>, board: Arc<Board>) -> Result<Self> {
+        let server = Arc::new(
+            Server::http(addr).map_err(|e| anyhow!("cannot listen on http://{addr}/: {e}"))?,
+        );
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| anyhow!("http server on {addr} has no IP address"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let token = Arc::new(token.filter(|t| !t.is_empty()));
+        let threads = (0..WORKERS)
+            .map(|_| {
+                let (server, stop, board, token) =
+                    (server.clone(), stop.clone(), board.clone(), token.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(100)) {
+                            // A client gone mid-answer is its own business.
+                            let _ = answer(req, &board, token.as_deref());
+                        }
+                    }
+                })
+            })
+            .collect();
+        Ok(HttpServer {
+            addr,
+            stop,
+            threads,
+        })
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header")
+}
+
+/// The token from `?token=` or `Authorization: Bearer`.
+fn presented_token(req: &Request) -> Option<String> {
+    let query = req.url().split_once('?').map(|(_, q)| q).unwrap_or("");
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .map(str::to_string)
+        .or_else(|| {
+            req.headers()
+                .iter()
+                .find(|h| h.field.equiv("Authorization"))
+                .and_then(|h| h.value.as_str().strip_prefix("Bearer ").map(str::to_string))
+        })
+}
+
+/// Compares without stopping at the first differing byte (no timing hint about the token).
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+fn answer(req: Request, board: &Board, token: Option<&str>) -> std::io::Result<()> {
+    let text = |code: u16, body: String, kind: &str| {
+        Response::from_string(body)
+            .with_status_code(code)
+            .with_header(header("Content-Type", kind))
+            .with_header(header("Cache-Control", "no-store"))
+    };
+    let plain = "text/plain; charset=utf-8";
+    if !matches!(req.method(), Method::Get | Method::Head) {
+        return req.respond(text(405, "read-only: GET or HEAD\n".into(), plain));
+    }
+    if let Some(want) = token {
+        if !presented_token(&req).is_some_and(|t| same(&t, want)) {
+            return req.respond(text(
+                401,
+                "a token is required: ?token=... or Authorization: Bearer ...\n".into(),
+                plain,
+            ));
+        }
+    }
+    let path = req.url().split('?').next().unwrap_or("").to_string();
+    let response = match path.as_str() {
+        "/metrics" => text(
+            200,
+            board.metrics(),
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
+        "/healthz" => match board.health() {
+            Ok(s) => text(200, s + "\n", plain),
+            Err(s) => text(503, s + "\n", plain),
+        },
+        "/verdicts" => text(
+            200,
+            serde_json::to_string(&board.verdicts()).expect("verdicts serialise") + "\n",
+            "application/json",
+        ),
+        _ => text(
+            404,
+            "not found: /metrics, /healthz or /verdicts\n".into(),
+            plain,
+        ),
+    };
+    req.respond(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(same("s3cret", "s3cret"));
+        assert!(!same("s3cret", "s3cres"));
+        assert!(!same("s3cret", "s3cre"));
+    }
+}
