@@ -9,10 +9,8 @@ use training::split::Split;
 /// Write a PNG grid of training images next to augmented copies of them.
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    pub data: PathBuf,
-    #[arg(long, default_value = "models/split.json")]
-    pub split: PathBuf,
+    #[command(flatten)]
+    pub input: super::DataArgs,
     #[arg(long, default_value = "docs/img/augmentation.png")]
     pub out: PathBuf,
     /// Rows (one image each, taken from different classes).
@@ -22,20 +20,21 @@ pub struct Args {
     pub variants: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    #[arg(long, default_value = "runs/cache")]
-    pub cache_dir: PathBuf,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let Args {
-        data,
-        split,
+        input,
         out,
         rows,
         variants,
         seed,
-        cache_dir,
     } = args;
+    let super::DataArgs {
+        data,
+        split,
+        cache_dir,
+    } = input;
     let split = Split::load(&split)?;
     let cache = open_cache(&data, &cache_dir, &split)?;
     // The first training image of each of `rows` classes.

@@ -10,28 +10,27 @@ use training::split::Split;
 /// `quantize` and `station`.
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    pub data: PathBuf,
-    #[arg(long, default_value = "models/split.json")]
-    pub split: PathBuf,
+    #[command(flatten)]
+    pub input: super::DataArgs,
     /// Float ONNX model, rewritten in place.
     #[arg(long)]
     pub model: PathBuf,
     /// Empty val frames among the fitting frames (station models).
     #[arg(long, default_value_t = 1000)]
     pub empties: usize,
-    #[arg(long, default_value = "runs/cache")]
-    pub cache_dir: PathBuf,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let Args {
-        data,
-        split,
+        input,
         model,
         empties,
-        cache_dir,
     } = args;
+    let super::DataArgs {
+        data,
+        split,
+        cache_dir,
+    } = input;
     calibrate_cmd(&data, &split, &model, empties, &cache_dir)
 }
 

@@ -9,24 +9,20 @@ use training::train::RunPaths;
 /// Score a run's best checkpoint on train/val/test: metrics.json, curves and confusion PNGs.
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    pub data: PathBuf,
-    #[arg(long, default_value = "models/split.json")]
-    pub split: PathBuf,
+    #[command(flatten)]
+    pub input: super::DataArgs,
     /// Run directory written by `train`.
     #[arg(long)]
     pub run: PathBuf,
-    #[arg(long, default_value = "runs/cache")]
-    pub cache_dir: PathBuf,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let Args {
+    let Args { input, run } = args;
+    let super::DataArgs {
         data,
         split,
-        run,
         cache_dir,
-    } = args;
+    } = input;
     let split = Split::load(&split)?;
     let cache = open_cache(&data, &cache_dir, &split)?;
     let m = training::evaluate::evaluate(&RunPaths::new(&run), &split, &cache)?;

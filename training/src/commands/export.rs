@@ -12,10 +12,8 @@ use training::train::{RunPaths, TrainConfig};
 /// write its model card `<out>.json`; plots are copied to docs/img.
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    pub data: PathBuf,
-    #[arg(long, default_value = "models/split.json")]
-    pub split: PathBuf,
+    #[command(flatten)]
+    pub input: super::DataArgs,
     #[arg(long)]
     pub run: PathBuf,
     /// ONNX file to write, e.g. models/baseline.onnx.
@@ -24,19 +22,20 @@ pub struct Args {
     /// Version stored in the model's metadata.
     #[arg(long, default_value = "1")]
     pub version: String,
-    #[arg(long, default_value = "runs/cache")]
-    pub cache_dir: PathBuf,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let Args {
-        data,
-        split: split_file,
+        input,
         run,
         out,
         version,
-        cache_dir,
     } = args;
+    let super::DataArgs {
+        data,
+        split: split_file,
+        cache_dir,
+    } = input;
     let split = Split::load(&split_file)?;
     let cache = open_cache(&data, &cache_dir, &split)?;
     let paths = RunPaths::new(&run);

@@ -10,10 +10,8 @@ use training::split::Split;
 /// a pass-by sequence for `tag watch`, or a picture of samples.
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    pub data: PathBuf,
-    #[arg(long, default_value = "models/split.json")]
-    pub split: PathBuf,
+    #[command(flatten)]
+    pub input: super::DataArgs,
     /// Split part: val (for choices) or test (for reported figures). Never train.
     #[arg(long, value_parser = ["val", "test"], default_value = "val")]
     pub part: String,
@@ -42,14 +40,11 @@ pub struct Args {
     /// tray, empty) instead.
     #[arg(long)]
     pub grid: Option<PathBuf>,
-    #[arg(long, default_value = "runs/cache")]
-    pub cache_dir: PathBuf,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let Args {
-        data,
-        split,
+        input,
         part,
         level,
         out,
@@ -59,8 +54,12 @@ pub fn run(args: Args) -> Result<()> {
         sequence,
         gap,
         grid,
-        cache_dir,
     } = args;
+    let super::DataArgs {
+        data,
+        split,
+        cache_dir,
+    } = input;
     let split = Split::load(&split)?;
     let cache = open_cache(&data, &cache_dir, &split)?;
     let entries = split.part(&part);

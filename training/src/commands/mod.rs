@@ -2,7 +2,7 @@
 //! parses and dispatches.
 
 use anyhow::Result;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use training::cache::ImageCache;
 use training::negatives::Negatives;
 use training::split::Split;
@@ -18,6 +18,19 @@ pub mod report;
 pub mod split;
 pub mod station;
 pub mod train;
+
+/// The options of every command that reads the data set's images: the data set, the split and
+/// where decoded images are cached.
+#[derive(clap::Args)]
+pub struct DataArgs {
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, default_value = "models/split.json")]
+    pub split: PathBuf,
+    /// Where decoded images are cached.
+    #[arg(long, default_value = "runs/cache")]
+    pub cache_dir: PathBuf,
+}
 
 /// The cache of the split's images.
 pub fn open_cache(data: &Path, cache_dir: &Path, split: &Split) -> Result<ImageCache> {

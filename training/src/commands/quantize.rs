@@ -10,10 +10,8 @@ use training::split::Split;
 /// then score float and int8 side by side on val and test (into the model card).
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    pub data: PathBuf,
-    #[arg(long, default_value = "models/split.json")]
-    pub split: PathBuf,
+    #[command(flatten)]
+    pub input: super::DataArgs,
     /// Float ONNX model written by `training export`.
     #[arg(long)]
     pub model: PathBuf,
@@ -31,22 +29,23 @@ pub struct Args {
     pub form: Int8Form,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    #[arg(long, default_value = "runs/cache")]
-    pub cache_dir: PathBuf,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let Args {
-        data,
-        split,
+        input,
         model,
         out,
         calibration_images,
         method,
         form,
         seed,
-        cache_dir,
     } = args;
+    let super::DataArgs {
+        data,
+        split,
+        cache_dir,
+    } = input;
     quantize_cmd(
         &data,
         &split,

@@ -10,10 +10,8 @@ use training::split::Split;
 /// its model card: catalogue, mirrored, mild, hard, tray, empty frames, other kinds.
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    pub data: PathBuf,
-    #[arg(long, default_value = "models/split.json")]
-    pub split: PathBuf,
+    #[command(flatten)]
+    pub input: super::DataArgs,
     #[arg(long, default_value = "models/negatives.json")]
     pub negatives: PathBuf,
     /// Float ONNX model; `<model>.int8.onnx` is scored too when present.
@@ -22,19 +20,20 @@ pub struct Args {
     /// Empty frames per part.
     #[arg(long, default_value_t = 1000)]
     pub empties: usize,
-    #[arg(long, default_value = "runs/cache")]
-    pub cache_dir: PathBuf,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let Args {
-        data,
-        split: split_file,
+        input,
         negatives,
         model,
         empties,
-        cache_dir,
     } = args;
+    let super::DataArgs {
+        data,
+        split: split_file,
+        cache_dir,
+    } = input;
     station_cmd(&data, &split_file, &negatives, &model, empties, &cache_dir)
 }
 

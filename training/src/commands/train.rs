@@ -13,10 +13,8 @@ use training::train::{RunPaths, TrainConfig};
 /// Train one model on a split; checkpoints every epoch, `--resume` continues a killed run.
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    pub data: PathBuf,
-    #[arg(long, default_value = "models/split.json")]
-    pub split: PathBuf,
+    #[command(flatten)]
+    pub input: super::DataArgs,
     /// Model name: baseline, tuned, augmented or any other.
     #[arg(long, default_value = "baseline")]
     pub name: String,
@@ -86,15 +84,11 @@ pub struct Args {
     /// Stop after this many epochs in this call (resume later with --resume).
     #[arg(long)]
     pub stop_after: Option<usize>,
-    /// Where decoded images are cached.
-    #[arg(long, default_value = "runs/cache")]
-    pub cache_dir: PathBuf,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let Args {
-        data,
-        split,
+        input,
         name,
         out,
         epochs,
@@ -119,8 +113,12 @@ pub fn run(args: Args) -> Result<()> {
         seed,
         resume,
         stop_after,
-        cache_dir,
     } = args;
+    let super::DataArgs {
+        data,
+        split,
+        cache_dir,
+    } = input;
     let split_file = split;
     let split = Split::load(&split_file)?;
     let negatives = negatives
