@@ -41,7 +41,7 @@ impl Station {
                 .next()
                 .expect("tag watch says where it serves")
                 .unwrap();
-            if let Some(rest) = line.split("serving http://").nth(1) {
+            if let Some(rest) = line.split("live page on http://").nth(1) {
                 break rest.split('/').next().unwrap().to_string();
             }
         };
@@ -234,4 +234,246 @@ fn stuck_and_many_clients_neither_stop_the_station_nor_grow_its_memory() {
         "RSS grew by {grown} KiB over 100 requests"
     );
     drop(stuck);
+}
+
+/// Reads an HTTP response head and some body from a stream that does not end.
+fn stream_head(addr: &str, path: &str) -> (String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: station\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let t = Instant::now();
+    // The head and at least one whole part.
+    while t.elapsed() < Duration::from_secs(10) {
+        let n = s.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        if got.windows(2).filter(|w| w == b"\xFF\xD9").count() >= 1 && got.len() > 4096 {
+            break;
+        }
+    }
+    let split = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    (
+        String::from_utf8_lossy(&got[..split]).to_string(),
+        got[split + 4..].to_vec(),
+    )
+}
+
+#[test]
+fn the_page_its_status_and_the_verdict_images_are_served() {
+    let st = Station::start(&[]);
+    let (code, kind, page) = st.get("/", "");
+    assert_eq!((code, kind.as_str()), (200, "text/html; charset=utf-8"));
+    assert!(
+        page.contains("stream.mjpg") && page.contains("status"),
+        "{page}"
+    );
+    // Self-contained: nothing is fetched from another host.
+    for external in ["http://", "https://", "//cdn", "src=\"//"] {
+        assert!(!page.contains(external), "page refers to {external}");
+    }
+    let body = st.wait_for("/status", |code, b| {
+        code == 200 && b.contains("\"image\":\"verdicts/")
+    });
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for field in [
+        "fps",
+        "p50_ms",
+        "p99_ms",
+        "frames",
+        "dropped",
+        "corrupt",
+        "reconnects",
+    ] {
+        assert!(status[field].is_number(), "{field} in {body}");
+    }
+    assert!(status["healthy"].as_bool().unwrap());
+    let image = status["recent"][0]["image"].as_str().unwrap().to_string();
+    let label = status["recent"][0]["label"].as_str().unwrap();
+    assert!(status["per_label"][label].as_u64().unwrap() >= 1);
+    let mut s = TcpStream::connect(&st.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /{image} HTTP/1.1\r\nHost: station\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]);
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.contains("image/jpeg"),
+        "{head}"
+    );
+    assert_eq!(&raw[split + 4..split + 6], b"\xFF\xD8", "a JPEG");
+    assert_eq!(st.get("/verdicts/999999.jpg", "").0, 404);
+    assert_eq!(st.get("/verdicts/x.jpg", "").0, 404);
+}
+
+#[test]
+fn the_stream_is_mjpeg_that_another_station_can_watch() {
+    let st = Station::start(&[]);
+    let (head, body) = stream_head(&st.addr, "/stream.mjpg");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.contains("multipart/x-mixed-replace; boundary=tagframe"),
+        "{head}"
+    );
+    assert!(body.starts_with(b"--tagframe\r\nContent-Type: image/jpeg\r\n"));
+    // `tag watch` reading this station's stream as its camera.
+    let o = tag(&[
+        "watch",
+        "--source",
+        &format!("http://{}/stream.mjpg", st.addr),
+        "--model",
+        &robust_model(),
+        "--max-frames",
+        "5",
+        "--all-frames",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let records = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(records.lines().count(), 5, "{records}");
+}
+
+#[test]
+fn viewers_are_capped_and_stuck_ones_hold_up_neither_frames_nor_memory() {
+    let st = Station::start(&[]);
+    st.wait_for("/healthz", |code, _| code == 200);
+    let frames = |st: &Station| value(&st.get("/metrics", "").2, "tag_frames_total");
+    // Four viewers that ask for the stream and never read a byte of it.
+    let stuck: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(&st.addr).unwrap();
+            write!(s, "GET /stream.mjpg HTTP/1.1\r\nHost: station\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    let viewers = |n: u64| {
+        move |code: u16, b: &str| {
+            code == 200
+                && serde_json::from_str::<serde_json::Value>(b).unwrap()["viewers"].as_u64()
+                    == Some(n)
+        }
+    };
+    st.wait_for("/status", viewers(4));
+    // The fifth is told to come back later, at once.
+    let (code, _, body) = st.get("/stream.mjpg", "");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("viewers"), "{body}");
+    let (before, rss_before) = (frames(&st), st.rss_kib());
+    // 20 clients at once on the other endpoints while the stuck viewers hang on.
+    let clients: Vec<_> = (0..20)
+        .map(|i| {
+            let addr = st.addr.clone();
+            let path = ["/status", "/metrics", "/", "/verdicts"][i % 4];
+            std::thread::spawn(move || request(&addr, "GET", path, "").0)
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), 200);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(frames(&st) > before + 10.0, "inference kept going");
+    let grown = st.rss_kib().saturating_sub(rss_before);
+    assert!(
+        grown < 8 * 1024,
+        "RSS grew by {grown} KiB with 4 stuck viewers"
+    );
+    // Gone viewers free their slots.
+    drop(stuck);
+    st.wait_for("/status", viewers(0));
+    let (head, _) = stream_head(&st.addr, "/stream.mjpg");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+/// A headless Chromium for the page test: `TAG_CHROMIUM`, else chromium on the PATH.
+fn chromium() -> Option<String> {
+    if let Ok(c) = std::env::var("TAG_CHROMIUM") {
+        return Some(c);
+    }
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(str::to_string)
+}
+
+#[test]
+fn the_page_in_headless_chromium_shows_the_stream_a_verdict_and_the_stats() {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var_os("TAG_REQUIRE_CHROMIUM").is_none(),
+            "TAG_REQUIRE_CHROMIUM is set but no chromium was found"
+        );
+        eprintln!(
+            "SKIPPED: no chromium on this machine (apt-get install chromium); the live page was \
+             not checked in a browser"
+        );
+        return;
+    };
+    let st = Station::start(&["--http-token", "pagetoken"]);
+    st.wait_for("/verdicts?token=pagetoken", |code, b| {
+        code == 200 && b.trim() != "[]"
+    });
+    let url = format!("http://{}/?token=pagetoken", st.addr);
+    let shot = std::env::var("TAG_PAGE_SCREENSHOT")
+        .unwrap_or_else(|_| format!("{}/station-page.png", env!("CARGO_TARGET_TMPDIR")));
+    let _ = std::fs::remove_file(&shot);
+    let run = |what: &[&str]| {
+        let profile = tempfile::tempdir().unwrap();
+        let o = std::process::Command::new(&browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args([
+                "--window-size=1280,900",
+                "--virtual-time-budget=4000",
+                "--timeout=20000",
+            ])
+            .args(what)
+            .arg(&url)
+            .output()
+            .expect("chromium runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let dom = run(&["--dump-dom"]);
+    // The live image loaded, the health badge is green, the stats and a verdict card are filled.
+    assert!(
+        dom.contains("data-loaded=\"yes\""),
+        "stream not shown:\n{dom}"
+    );
+    assert!(dom.contains("class=\"badge ok\">live<"), "{dom}");
+    assert!(!dom.contains("id=\"fps\">-<"), "fps not filled:\n{dom}");
+    assert!(dom.contains("class=\"verdict\""), "no verdict card:\n{dom}");
+    assert!(
+        ["Topwear", "Shoes", "Bags"]
+            .iter()
+            .any(|l| dom.contains(&format!("class=\"l\">{l}<"))),
+        "{dom}"
+    );
+    run(&[&format!("--screenshot={shot}")]);
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
+    eprintln!("screenshot of the live page: {shot}");
 }

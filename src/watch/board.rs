@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Recent verdicts kept for `/verdicts` (bounded: a week-long run uses the same memory).
@@ -13,6 +13,10 @@ pub const RECENT: usize = 50;
 pub const LATENCY_BUCKETS_MS: [f64; 9] = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 500.0];
 /// `/healthz` says 503 when no frame was classified for this long.
 pub const STALE_AFTER: Duration = Duration::from_secs(5);
+/// Frames whose latency and arrival time feed the page's fps, p50 and p99.
+const WINDOW: usize = 256;
+/// Verdicts listed on the page (newest first); the JPEG thumbnails of older ones are dropped.
+pub const PAGE_VERDICTS: usize = 12;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
@@ -22,6 +26,39 @@ pub struct Verdict {
     pub confidence: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
+    /// A small JPEG of the annotated frame, kept in memory for the page (`/verdicts/N.jpg`).
+    #[serde(skip)]
+    pub thumbnail: Option<Arc<Vec<u8>>>,
+}
+
+/// What the live page polls (`/status`): totals, rates and the newest verdicts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub station: String,
+    pub uptime_s: f64,
+    pub healthy: bool,
+    pub health: String,
+    pub frames: u64,
+    pub dropped: u64,
+    pub corrupt: u64,
+    pub reconnects: u64,
+    /// People watching `/stream.mjpg` now (set by the server).
+    pub viewers: usize,
+    /// Frames classified per second over the last few seconds.
+    pub fps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub per_label: BTreeMap<String, u64>,
+    /// Newest first, with `image` set where a thumbnail is kept.
+    pub recent: Vec<PageVerdict>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PageVerdict {
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 #[derive(Default)]
@@ -36,6 +73,11 @@ struct State {
     latency_sum_ms: f64,
     last_frame: Option<Instant>,
     source_failed: Option<String>,
+    reconnects: u64,
+    /// Arrival time and latency (ms) of the last [`WINDOW`] frames.
+    window: VecDeque<(Instant, f32)>,
+    started: Option<Instant>,
+    station: String,
 }
 
 /// The live station state behind `/metrics`, `/healthz` and `/verdicts`.
@@ -45,6 +87,17 @@ pub struct Board {
 }
 
 impl Board {
+    /// A board for a station described by `station` (model, source, ROI: shown on the page).
+    pub fn new(station: String) -> Self {
+        Self {
+            state: Mutex::new(State {
+                started: Some(Instant::now()),
+                station,
+                ..State::default()
+            }),
+        }
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         // A panic while holding the lock cannot leave counters half-updated in a harmful way.
         f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
@@ -62,7 +115,12 @@ impl Board {
                 .unwrap_or(LATENCY_BUCKETS_MS.len());
             s.buckets[i] += 1;
             s.latency_sum_ms += latency_ms;
-            s.last_frame = Some(Instant::now());
+            let now = Instant::now();
+            s.last_frame = Some(now);
+            if s.window.len() == WINDOW {
+                s.window.pop_front();
+            }
+            s.window.push_back((now, latency_ms as f32));
         })
     }
 
@@ -77,7 +135,89 @@ impl Board {
                 s.recent.pop_front();
             }
             s.recent.push_back(v);
+            // Thumbnails only for what the page lists: memory stays at a dozen small JPEGs.
+            let n = s.recent.len();
+            if n > PAGE_VERDICTS {
+                s.recent[n - PAGE_VERDICTS - 1].thumbnail = None;
+            }
         })
+    }
+
+    /// Total successful reconnections of the source so far.
+    pub fn reconnects(&self, total: u64) {
+        self.with(|s| s.reconnects = total)
+    }
+
+    /// The thumbnail of the verdict on `frame`, while the page lists it.
+    pub fn thumbnail(&self, frame: u64) -> Option<Arc<Vec<u8>>> {
+        self.with(|s| {
+            s.recent
+                .iter()
+                .rev()
+                .find(|v| v.frame == frame)
+                .and_then(|v| v.thumbnail.clone())
+        })
+    }
+
+    /// What the live page shows.
+    pub fn status(&self) -> Status {
+        let health = self.health();
+        let (mut status, window) = self.with(|s| {
+            let recent = s
+                .recent
+                .iter()
+                .rev()
+                .take(PAGE_VERDICTS)
+                .map(|v| PageVerdict {
+                    image: v
+                        .thumbnail
+                        .as_ref()
+                        .map(|_| format!("verdicts/{}.jpg", v.frame)),
+                    verdict: v.clone(),
+                })
+                .collect();
+            let status = Status {
+                station: s.station.clone(),
+                uptime_s: s.started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+                healthy: false,
+                health: String::new(),
+                frames: s.frames,
+                dropped: s.dropped,
+                corrupt: s.corrupt,
+                reconnects: s.reconnects,
+                viewers: 0,
+                fps: 0.0,
+                p50_ms: 0.0,
+                p99_ms: 0.0,
+                per_label: s.per_label.clone(),
+                recent,
+            };
+            (status, s.window.clone())
+        });
+        (status.healthy, status.health) = match health {
+            Ok(h) => (true, h),
+            Err(h) => (false, h),
+        };
+        // fps over the frames of the last 5 s (none when the stream stalled).
+        let now = Instant::now();
+        let fresh: Vec<&(Instant, f32)> = window
+            .iter()
+            .filter(|(t, _)| now.duration_since(*t) <= STALE_AFTER)
+            .collect();
+        if let (Some(first), Some(last)) = (fresh.first(), fresh.last()) {
+            let span = last.0.duration_since(first.0).as_secs_f64();
+            if span > 0.0 {
+                status.fps = (fresh.len() - 1) as f64 / span;
+            }
+        }
+        let mut lat: Vec<f32> = window.iter().map(|w| w.1).collect();
+        lat.sort_by(f32::total_cmp);
+        let pick = |q: f64| {
+            lat.get(((lat.len() as f64 - 1.0) * q).round() as usize)
+                .map_or(0.0, |&v| v as f64)
+        };
+        (status.p50_ms, status.p99_ms) = (pick(0.5), pick(0.99));
+        status
     }
 
     /// The source is gone for good: `/healthz` answers 503 from now on.
@@ -108,7 +248,7 @@ impl Board {
 
     /// Prometheus text exposition format 0.0.4.
     pub fn metrics(&self) -> String {
-        let (frames, dropped, corrupt, per_label, buckets, sum, up) = self.with(|s| {
+        let (frames, dropped, corrupt, per_label, buckets, sum, up, reconnects) = self.with(|s| {
             (
                 s.frames,
                 s.dropped,
@@ -117,6 +257,7 @@ impl Board {
                 s.buckets,
                 s.latency_sum_ms,
                 s.source_failed.is_none(),
+                s.reconnects,
             )
         });
         let mut out = String::new();
@@ -178,6 +319,12 @@ impl Board {
             "1 while the frame source is usable, 0 once it failed for good.",
             vec![format!("tag_source_up {}", up as u8)],
         );
+        metric(
+            "tag_source_reconnects_total",
+            "counter",
+            "Times the camera or stream was reopened after it was lost.",
+            vec![format!("tag_source_reconnects_total {reconnects}")],
+        );
         out
     }
 }
@@ -205,6 +352,7 @@ mod tests {
             label: "Flip \"Flops\"".into(),
             confidence: 0.9,
             snapshot: None,
+            thumbnail: None,
         });
         let m = b.metrics();
         assert!(m.contains("tag_latency_ms_bucket{le=\"0.5\"} 1\n"), "{m}");
@@ -213,6 +361,11 @@ mod tests {
         assert!(m.contains("tag_latency_ms_bucket{le=\"+Inf\"} 4\n"), "{m}");
         assert!(m.contains("tag_latency_ms_count 4\n"), "{m}");
         assert!(m.contains("tag_frames_dropped_total 2\n"), "{m}");
+        let st = b.status();
+        assert_eq!((st.p50_ms, st.p99_ms), (3.0, 900.0));
+        assert_eq!((st.frames, st.dropped, st.corrupt), (4, 2, 1));
+        assert_eq!(st.per_label.values().sum::<u64>(), 1);
+        assert!(m.contains("tag_source_reconnects_total 0\n"), "{m}");
         assert!(
             m.contains("tag_verdicts_total{label=\"Flip \\\"Flops\\\"\"} 1\n"),
             "{m}"
@@ -240,10 +393,23 @@ mod tests {
                 label: "Shoes".into(),
                 confidence: 0.9,
                 snapshot: None,
+                thumbnail: Some(Arc::new(vec![i as u8])),
             });
         }
         let v = b.verdicts();
         assert_eq!(v.len(), RECENT);
+        // Thumbnails only for the verdicts the page lists.
+        let last = RECENT as u64 + 9;
+        assert_eq!(b.thumbnail(last).unwrap()[0], last as u8);
+        assert!(b.thumbnail(last - PAGE_VERDICTS as u64 + 1).is_some());
+        assert!(b.thumbnail(last - PAGE_VERDICTS as u64).is_none());
+        let st = b.status();
+        assert_eq!(st.recent.len(), PAGE_VERDICTS);
+        assert_eq!(st.recent[0].verdict.frame, last, "newest first");
+        assert_eq!(
+            st.recent[0].image.as_deref(),
+            Some(&*format!("verdicts/{last}.jpg"))
+        );
         assert_eq!(v[0].frame, 10, "oldest dropped first");
         assert!(b
             .metrics()

@@ -1,12 +1,23 @@
-//! `tag watch --http ADDR`: the station's read-only endpoints, `/metrics` (Prometheus text),
-//! `/healthz` (200 while frames arrive, 503 otherwise) and `/verdicts` (recent verdicts, JSON).
+//! `tag watch --http ADDR`: the station's read-only endpoints: `/` (a self-contained live page,
+//! page.html), `/stream.mjpg` (annotated frames, live.rs), `/status` (what the page polls),
+//! `/metrics` (Prometheus text), `/healthz` (200 while frames arrive, 503 otherwise),
+//! `/verdicts` (recent verdicts, JSON) and `/verdicts/N.jpg` (thumbnails of the listed ones).
 //!
 //! tiny_http: a small synchronous server (four small dependencies, no async runtime), which fits
 //! a Pi better than a tokio stack for a handful of scrapes a minute. Every answer is rendered
 //! from a copy of the [`Board`] taken under a short lock, so clients never slow inference;
 //! requests are served by two threads, so a flood waits its turn instead of growing memory.
+//! A stream gets its own thread (it lasts as long as the viewer watches), up to
+//! [`live::MAX_VIEWERS`].
+//!
+//! One workaround: tiny_http 0.12 hands each connection to a pool thread, and a burst of new
+//! connections can leave one queued behind connections that stay open (streams, keep-alive)
+//! until the next connection arrives (its `TaskPool::spawn` trusts a count of idle threads that a
+//! just-woken thread is still in). A loopback connection every [`NUDGE`] starts a fresh pool
+//! thread that serves whatever was queued, so no request waits longer than that.
 
-use super::board::Board;
+use super::board::{self, Board};
+use super::live::{self, Live};
 use anyhow::{anyhow, Result};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +28,8 @@ use tiny_http::{Header, Method, Request, Response, Server};
 
 /// Threads answering requests.
 const WORKERS: usize = 2;
+/// How often the server connects to itself to unstick a queued connection (see the module doc).
+const NUDGE: Duration = Duration::from_millis(500);
 
 /// The running server; dropping it stops the threads.
 pub struct HttpServer {
@@ -27,7 +40,12 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Listens on `addr` (port 0: any free port, see [`HttpServer::addr`]).
-    pub fn start(addr: SocketAddr, token: Option<String>, board: Arc<Board>) -> Result<Self> {
+    pub fn start(
+        addr: SocketAddr,
+        token: Option<String>,
+        board: Arc<Board>,
+        live: Arc<Live>,
+    ) -> Result<Self> {
         let server = Arc::new(
             Server::http(addr).map_err(|e| anyhow!("cannot listen on http://{addr}/: {e}"))?,
         );
@@ -37,20 +55,42 @@ impl HttpServer {
             .ok_or_else(|| anyhow!("http server on {addr} has no IP address"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let token = Arc::new(token.filter(|t| !t.is_empty()));
-        let threads = (0..WORKERS)
+        let mut threads: Vec<JoinHandle<()>> = (0..WORKERS)
             .map(|_| {
-                let (server, stop, board, token) =
-                    (server.clone(), stop.clone(), board.clone(), token.clone());
+                let (server, stop, board, token, live) = (
+                    server.clone(),
+                    stop.clone(),
+                    board.clone(),
+                    token.clone(),
+                    live.clone(),
+                );
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         if let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(100)) {
                             // A client gone mid-answer is its own business.
-                            let _ = answer(req, &board, token.as_deref());
+                            let _ = answer(req, &board, &live, token.as_deref());
                         }
                     }
                 })
             })
             .collect();
+        let target = match addr.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+            }
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+            }
+            _ => addr,
+        };
+        let nudging = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            while !nudging.load(Ordering::Relaxed) {
+                std::thread::sleep(NUDGE);
+                // Connect and hang up: tiny_http reads EOF and the new thread moves on.
+                let _ = std::net::TcpStream::connect_timeout(&target, NUDGE);
+            }
+        }));
         Ok(HttpServer {
             addr,
             stop,
@@ -92,7 +132,15 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0, |d, (x, y)| d | (x ^ y)) == 0
 }
 
-fn answer(req: Request, board: &Board, token: Option<&str>) -> std::io::Result<()> {
+/// The live page: one file, no external assets (works on a network without internet).
+const PAGE: &str = include_str!("page.html");
+
+fn answer(
+    req: Request,
+    board: &Board,
+    live: &Arc<Live>,
+    token: Option<&str>,
+) -> std::io::Result<()> {
     let text = |code: u16, body: String, kind: &str| {
         Response::from_string(body)
             .with_status_code(code)
@@ -114,6 +162,52 @@ fn answer(req: Request, board: &Board, token: Option<&str>) -> std::io::Result<(
     }
     let path = req.url().split('?').next().unwrap_or("").to_string();
     let response = match path.as_str() {
+        "/" => text(200, PAGE.to_string(), "text/html; charset=utf-8"),
+        "/status" => text(
+            200,
+            serde_json::to_string(&board::Status {
+                viewers: live.viewers(),
+                ..board.status()
+            })
+            .expect("status serialises")
+                + "\n",
+            "application/json",
+        ),
+        "/stream.mjpg" => {
+            let Some(viewer) = live.join() else {
+                return req.respond(text(
+                    503,
+                    format!(
+                        "{} viewers already watch this station; try again later\n",
+                        live::MAX_VIEWERS
+                    ),
+                    plain,
+                ));
+            };
+            if *req.method() == Method::Head {
+                return req.respond(text(200, String::new(), "multipart/x-mixed-replace"));
+            }
+            // The stream lasts as long as the viewer watches: its own thread, never joined
+            // (a stuck viewer must not hold up shutdown), counted by its slot.
+            std::thread::spawn(move || {
+                let mut out = req.into_writer();
+                let _ = viewer.stream(&mut out);
+            });
+            return Ok(());
+        }
+        p if p.starts_with("/verdicts/") && p.ends_with(".jpg") => {
+            let frame = p["/verdicts/".len()..p.len() - 4].parse::<u64>().ok();
+            match frame.and_then(|f| board.thumbnail(f)) {
+                Some(jpeg) => Response::from_data(jpeg.as_slice())
+                    .with_header(header("Content-Type", "image/jpeg"))
+                    .with_header(header("Cache-Control", "max-age=3600")),
+                None => text(
+                    404,
+                    "no such verdict image (only the newest verdicts keep one)\n".into(),
+                    plain,
+                ),
+            }
+        }
         "/metrics" => text(
             200,
             board.metrics(),
@@ -130,7 +224,7 @@ fn answer(req: Request, board: &Board, token: Option<&str>) -> std::io::Result<(
         ),
         _ => text(
             404,
-            "not found: /metrics, /healthz or /verdicts\n".into(),
+            "not found: try /, /stream.mjpg, /status, /metrics, /healthz or /verdicts\n".into(),
             plain,
         ),
     };

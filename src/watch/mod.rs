@@ -8,6 +8,7 @@ pub mod board;
 pub mod debounce;
 pub mod framebuffer;
 pub mod http;
+pub mod live;
 pub mod mailbox;
 pub mod source;
 pub mod stats;
@@ -129,12 +130,24 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
         None => None,
     };
     // The HTTP endpoints read the board; the loop below writes it whether or not they run.
-    let board = Arc::new(board::Board::default());
-    let _http = match cfg.http.bind()? {
+    let board = Arc::new(board::Board::new(format!(
+        "{} model · {} · ROI x {} y {} w {} h {} · threshold {}",
+        model.info.name,
+        opts.source,
+        cfg.roi.x,
+        cfg.roi.y,
+        cfg.roi.width,
+        cfg.roi.height,
+        cfg.verdict.threshold
+    )));
+    let quality = cfg.overlay.jpeg_quality.unwrap_or(85);
+    let view = Arc::new(live::Live::new(quality));
+    let (http, encoder) = match cfg.http.bind()? {
         Some(addr) => {
-            let server = http::HttpServer::start(addr, cfg.http.token.clone(), board.clone())?;
+            let server =
+                http::HttpServer::start(addr, cfg.http.token.clone(), board.clone(), view.clone())?;
             eprintln!(
-                "tag watch: serving http://{}/metrics, /healthz and /verdicts{}",
+                "tag watch: serving the live page on http://{}/ (also /stream.mjpg, /metrics, /healthz, /verdicts){}",
                 server.addr,
                 if cfg.http.token.is_some() {
                     " (token required)"
@@ -142,9 +155,9 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
                     ""
                 }
             );
-            Some(server)
+            (Some(server), Some(view.start_encoder()))
         }
-        None => None,
+        None => (None, None),
     };
     if let Some(dir) = &cfg.overlay.snapshots {
         std::fs::create_dir_all(dir)
@@ -153,13 +166,19 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
 
     let mailbox = Arc::new(Mailbox::<Frame>::default());
     let capture = {
-        let (mailbox, stop, max) = (mailbox.clone(), opts.stop.clone(), opts.max_frames);
+        let (mailbox, stop, max, board) = (
+            mailbox.clone(),
+            opts.stop.clone(),
+            opts.max_frames,
+            board.clone(),
+        );
         std::thread::spawn(move || {
             let (mut seq, mut error) = (0u64, None);
             while !stop.load(Ordering::Relaxed) && max.is_none_or(|m| seq < m) {
                 match src.next_frame() {
                     Ok(Some(data)) => {
                         seq += 1;
+                        board.reconnects(src.reconnects());
                         let frame = Frame {
                             seq,
                             origin: src.origin(),
@@ -187,7 +206,6 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
     let start = Instant::now();
     let labels = &model.info.labels;
     let (threshold, roi) = (cfg.verdict.threshold, cfg.roi);
-    let quality = cfg.overlay.jpeg_quality.unwrap_or(85);
     let interval = Duration::from_secs_f32(cfg.output.stats_interval_s);
     let mut debouncer = Debouncer::new(cfg.verdict.debounce);
     let mut stats = Stats::default();
@@ -271,7 +289,11 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
                 fb_failed = true;
             }
         }
+        if http.is_some() && view.wants_frame() {
+            view.offer(annotated.get_or_insert_with(&mut annotate).clone());
+        }
         let mut snap = None;
+        let mut thumbnail = None;
         if report {
             stats.verdicts += 1;
             if let Some(dir) = &cfg.overlay.snapshots {
@@ -281,6 +303,9 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
                     Err(e) => eprintln!("tag watch: {e:#}"),
                 }
             }
+            if http.is_some() {
+                thumbnail = thumbnail_jpeg(annotated.get_or_insert_with(&mut annotate));
+            }
         }
         if report {
             board.verdict(board::Verdict {
@@ -289,6 +314,7 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
                 label: v.label.clone(),
                 confidence: v.confidence,
                 snapshot: snap.clone(),
+                thumbnail,
             });
         }
         if report || cfg.output.all_frames {
@@ -325,6 +351,11 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
         }
     }
 
+    view.close();
+    if let Some(e) = encoder {
+        let _ = e.join();
+    }
+    drop(http);
     // A camera read can block for seconds; do not hold the exit hostage to it.
     let deadline = Instant::now() + Duration::from_secs(2);
     while !capture.is_finished() && Instant::now() < deadline {
@@ -350,6 +381,19 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
         rss_mb: stats::rss_mb(),
         source_error,
     })
+}
+
+/// A 320-pixel-wide JPEG of an annotated frame for the page's verdict list (a few kB, kept for
+/// the last dozen verdicts only).
+fn thumbnail_jpeg(frame: &RgbImage) -> Option<Arc<Vec<u8>>> {
+    let w = frame.width().min(320);
+    let h = (frame.height() as u64 * w as u64 / frame.width().max(1) as u64).max(1) as u32;
+    let small = image::imageops::thumbnail(frame, w, h);
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
+        .encode_image(&small)
+        .ok()?;
+    Some(Arc::new(jpeg))
 }
 
 fn stats_line(stats: &mut Stats, dropped: u64, as_json: bool, event: &str) {

@@ -59,7 +59,8 @@ pub struct WatchArgs {
     /// Stats and summary lines on stderr as JSON.
     #[arg(long)]
     stats_json: bool,
-    /// Serve /metrics (Prometheus), /healthz and /verdicts on PORT (127.0.0.1) or HOST:PORT.
+    /// Serve the live page (/), /stream.mjpg, /metrics (Prometheus), /healthz and /verdicts on
+    /// PORT (127.0.0.1) or HOST:PORT.
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
     /// Token every HTTP request must carry (?token= or Authorization: Bearer); required for an

@@ -470,6 +470,10 @@ impl FrameSource for MjpegSource {
             .map(FrameData::Encoded))
     }
 
+    fn reconnects(&self) -> u64 {
+        self.conn.reconnects
+    }
+
     fn is_live(&self) -> bool {
         true
     }

@@ -37,6 +37,10 @@ pub trait FrameSource: Send {
     fn origin(&self) -> Option<String> {
         None
     }
+    /// Times a lost camera or stream was reopened.
+    fn reconnects(&self) -> u64 {
+        0
+    }
 }
 
 /// Opens the source named by `uri`: `http://...` (MJPEG), `/dev/video*` (V4L2) or a folder.

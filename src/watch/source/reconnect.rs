@@ -14,6 +14,8 @@ pub struct Reconnecting<S> {
     pub conn: Option<S>,
     backoff: Backoff,
     pub stop: Arc<AtomicBool>,
+    /// Successful reopenings so far (`tag_source_reconnects_total`).
+    pub reconnects: u64,
 }
 
 impl<S> Reconnecting<S> {
@@ -23,6 +25,7 @@ impl<S> Reconnecting<S> {
             conn: Some(conn),
             backoff: Backoff::new(reconnect_max_s),
             stop,
+            reconnects: 0,
         }
     }
 
@@ -59,6 +62,7 @@ impl<S> Reconnecting<S> {
             match open() {
                 Ok(c) => {
                     eprintln!("tag watch: reconnected to {}", self.what);
+                    self.reconnects += 1;
                     self.conn = Some(c);
                 }
                 Err(e) => eprintln!("tag watch: {e:#}"),

@@ -150,6 +150,10 @@ mod linux {
             self.conn.next(read, || start(dev, cfg))
         }
 
+        fn reconnects(&self) -> u64 {
+            self.conn.reconnects
+        }
+
         fn is_live(&self) -> bool {
             true
         }
