@@ -1,16 +1,19 @@
 //! Output formats of `tag`: human lines, JSON lines, CSV.
 
+use crate::classify::tags_text;
 use crate::tagging::TagResult;
 use serde_json::json;
 use std::io::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// `path<TAB>label<TAB>confidence`, errors on stderr.
+    /// `path<TAB>label<TAB>confidence`, errors on stderr; a multi-head model's tags follow the
+    /// label in brackets: `Shoes (Casual Shoes, Black, Men, Casual)`.
     Human,
-    /// One JSON object per line; a failed input gives `{"path", "error"}`.
+    /// One JSON object per line (`tags` per extra head); a failed input gives `{"path", "error"}`.
     Jsonl,
-    /// `path,label,confidence,top,latency_ms,error` with a header line.
+    /// `path,label,confidence,top,latency_ms,error` with a header line, then a label and a
+    /// confidence column per extra head.
     Csv,
 }
 
@@ -23,14 +26,25 @@ pub struct RecordContext<'a> {
 pub struct Writer<W: Write> {
     out: W,
     format: Format,
+    /// The model's extra heads (CSV columns).
+    heads: Vec<String>,
 }
 
 impl<W: Write> Writer<W> {
-    pub fn new(out: W, format: Format) -> std::io::Result<Self> {
-        let mut w = Self { out, format };
+    /// `heads`: the model's extra heads' names (empty for single-head models).
+    pub fn new(out: W, format: Format, heads: &[String]) -> std::io::Result<Self> {
+        let mut w = Self {
+            out,
+            format,
+            heads: heads.to_vec(),
+        };
         if format == Format::Csv {
-            w.out
-                .write_all(b"path,label,confidence,top,latency_ms,error\n")?;
+            let mut header = "path,label,confidence,top,latency_ms,error".to_string();
+            for h in heads {
+                header.push_str(&format!(",{h},{h}_confidence"));
+            }
+            w.out.write_all(header.as_bytes())?;
+            w.out.write_all(b"\n")?;
         }
         Ok(w)
     }
@@ -41,10 +55,16 @@ impl<W: Write> Writer<W> {
         match self.format {
             Format::Human => match &r.outcome {
                 Ok(t) => {
+                    let shown = tags_text(&t.tags);
+                    let label = if shown.is_empty() {
+                        t.verdict.label.clone()
+                    } else {
+                        format!("{} ({shown})", t.verdict.label)
+                    };
                     let mut line = format!(
                         "{}\t{}\t{:.3}",
                         human_path(&r.path),
-                        t.verdict.label,
+                        label,
                         t.verdict.confidence
                     );
                     if t.verdict.top.len() > 1 {
@@ -60,21 +80,32 @@ impl<W: Write> Writer<W> {
             },
             Format::Jsonl => {
                 let v = match &r.outcome {
-                    Ok(t) => json!({
-                        "path": r.path,
-                        "label": t.verdict.label,
-                        "confidence": t.verdict.confidence,
-                        "top": t.verdict.top,
-                        "model": ctx.model,
-                        "backend": ctx.backend,
-                        "latency_ms": (t.latency_ms * 1000.0).round() / 1000.0,
-                    }),
+                    Ok(t) => {
+                        let mut v = json!({
+                            "path": r.path,
+                            "label": t.verdict.label,
+                            "confidence": t.verdict.confidence,
+                            "top": t.verdict.top,
+                            "model": ctx.model,
+                            "backend": ctx.backend,
+                            "latency_ms": (t.latency_ms * 1000.0).round() / 1000.0,
+                        });
+                        if !self.heads.is_empty() {
+                            let tags: serde_json::Map<String, serde_json::Value> = t
+                                .tags
+                                .iter()
+                                .map(|tag| (tag.head.clone(), json!(tag.verdict)))
+                                .collect();
+                            v["tags"] = serde_json::Value::Object(tags);
+                        }
+                        v
+                    }
                     Err(e) => json!({"path": r.path, "error": e}),
                 };
                 writeln!(self.out, "{v}")?;
             }
             Format::Csv => {
-                let record = match &r.outcome {
+                let mut record: Vec<String> = match &r.outcome {
                     Ok(t) => {
                         let top: Vec<String> = t
                             .verdict
@@ -82,7 +113,7 @@ impl<W: Write> Writer<W> {
                             .iter()
                             .map(|s| format!("{}:{:.4}", s.label, s.score))
                             .collect();
-                        [
+                        vec![
                             r.path.clone(),
                             t.verdict.label.clone(),
                             format!("{:.4}", t.verdict.confidence),
@@ -91,7 +122,7 @@ impl<W: Write> Writer<W> {
                             String::new(),
                         ]
                     }
-                    Err(e) => [
+                    Err(e) => vec![
                         r.path.clone(),
                         String::new(),
                         String::new(),
@@ -100,6 +131,18 @@ impl<W: Write> Writer<W> {
                         e.clone(),
                     ],
                 };
+                // One label and confidence per head; empty where the head gave no tag (an
+                // error, no product); `unknown` with its confidence below the head threshold.
+                let tags = r.outcome.as_ref().map(|t| t.tags.as_slice()).unwrap_or(&[]);
+                for name in &self.heads {
+                    match tags.iter().find(|t| &t.head == name) {
+                        Some(t) => {
+                            record.push(t.verdict.label.clone());
+                            record.push(format!("{:.4}", t.verdict.confidence));
+                        }
+                        None => record.extend([String::new(), String::new()]),
+                    }
+                }
                 let mut csv = csv::Writer::from_writer(vec![]);
                 csv.write_record(&record)?;
                 let bytes = csv.into_inner().map_err(|e| e.into_error())?;

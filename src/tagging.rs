@@ -1,7 +1,7 @@
 //! Tagging a list of inputs: parallel decode, batched inference, results in input order.
 //! A failing input becomes an error result; it never stops the others.
 
-use crate::classify::{verdict, Verdict};
+use crate::classify::{self, verdict, Tag, Verdict};
 use crate::inputs::Input;
 use crate::model::Model;
 use crate::preprocess;
@@ -13,6 +13,8 @@ use std::time::Instant;
 pub struct TagOptions {
     pub top_k: usize,
     pub threshold: f32,
+    /// Confidence an extra head's label needs to be shown (multi-head models).
+    pub head_threshold: f32,
     /// Images per inference call when tagging many inputs.
     pub batch_size: usize,
 }
@@ -22,6 +24,7 @@ impl Default for TagOptions {
         Self {
             top_k: 3,
             threshold: 0.0,
+            head_threshold: classify::HEAD_THRESHOLD,
             batch_size: 32,
         }
     }
@@ -30,6 +33,8 @@ impl Default for TagOptions {
 #[derive(Debug, Clone)]
 pub struct Tagged {
     pub verdict: Verdict,
+    /// Extra heads' tags (multi-head models, products only), in the model's head order.
+    pub tags: Vec<Tag>,
     /// This image's decode + preprocessing time plus its share of the batch's inference time.
     pub latency_ms: f64,
 }
@@ -63,24 +68,35 @@ pub fn tag_inputs(
             .iter()
             .filter_map(|(r, _)| r.as_ref().ok().map(Vec::as_slice))
             .collect();
-        let mut logits = Ok(vec![]);
+        let mut outputs = Ok(vec![]);
         let mut share_ms = 0.0;
         if !ok.is_empty() {
             let t = Instant::now();
-            logits = model.logits(&model.batch_input(&ok), ok.len());
+            outputs = model.outputs(&model.batch_input(&ok), ok.len());
             share_ms = t.elapsed().as_secs_f64() * 1e3 / ok.len() as f64;
         }
         let classes = model.classes();
+        let heads = &model.info.heads;
         let mut next = 0;
         for (input, (r, prep_ms)) in chunk.iter().zip(prepared) {
-            let outcome = match (r, &logits) {
+            let outcome = match (r, &outputs) {
                 (Err(e), _) => Err(e),
                 (Ok(_), Err(e)) => Err(format!("inference failed: {e:#}")),
-                (Ok(_), Ok(l)) => {
-                    let row = &l[next * classes..(next + 1) * classes];
+                (Ok(_), Ok(o)) => {
+                    let row = &o[0][next * classes..(next + 1) * classes];
+                    let v = verdict(row, &model.info.labels, opts.top_k, opts.threshold);
+                    let rows: Vec<&[f32]> = heads
+                        .iter()
+                        .zip(&o[1..])
+                        .map(|(h, out)| {
+                            let k = h.labels.len();
+                            &out[next * k..(next + 1) * k]
+                        })
+                        .collect();
                     next += 1;
                     Ok(Tagged {
-                        verdict: verdict(row, &model.info.labels, opts.top_k, opts.threshold),
+                        tags: classify::tags(&v, &rows, heads, opts.top_k, opts.head_threshold),
+                        verdict: v,
                         latency_ms: prep_ms + share_ms,
                     })
                 }

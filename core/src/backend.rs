@@ -12,8 +12,16 @@ use anyhow::Result;
 pub trait Backend: Send + Sync {
     /// Short name reported in outputs (`tract`, `ort`).
     fn name(&self) -> &'static str;
-    /// Logits, `n * classes` values, for `n` images laid out as `[n, 3, 80, 60]` in `input`.
-    fn run(&self, input: &[f32], n: usize) -> Result<Vec<f32>>;
+    /// Every output of the model in graph order (`logits` first, then any extra heads), each
+    /// `n * outputs` values, for `n` images laid out as `[n, 3, 80, 60]` in `input`.
+    fn run_all(&self, input: &[f32], n: usize) -> Result<Vec<Vec<f32>>>;
+    /// The first output (the class logits), `n * classes` values.
+    fn run(&self, input: &[f32], n: usize) -> Result<Vec<f32>> {
+        self.run_all(input, n)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("model has no output"))
+    }
     /// Largest batch worth sending at once; [`crate::model::Model::logits`] splits bigger ones.
     fn max_batch(&self) -> usize {
         usize::MAX

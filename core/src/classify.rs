@@ -30,6 +30,50 @@ pub struct Verdict {
     pub top: Vec<Score>,
 }
 
+/// One extra head's answer (multi-head models: article type, colour, ...).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tag {
+    /// The head's name (`articleType`, `colour`, `gender`, `usage`).
+    #[serde(skip)]
+    pub head: String,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// The default confidence an extra head needs for its label to be shown (else `unknown`).
+pub const HEAD_THRESHOLD: f32 = 0.5;
+
+/// The extra heads' tags for one image: empty unless `primary` names a product (an empty belt or
+/// an image below the threshold gets no article type or colour). `rows`: each head's logits.
+pub fn tags(
+    primary: &Verdict,
+    rows: &[&[f32]],
+    heads: &[crate::metadata::HeadInfo],
+    top_k: usize,
+    threshold: f32,
+) -> Vec<Tag> {
+    if !is_product(&primary.label) {
+        return vec![];
+    }
+    heads
+        .iter()
+        .zip(rows)
+        .map(|(h, row)| Tag {
+            head: h.name.clone(),
+            verdict: verdict(row, &h.labels, top_k.min(h.labels.len()), threshold),
+        })
+        .collect()
+}
+
+/// `Casual Shoes, Black, Men`: the shown labels of `tags` (those not `unknown`).
+pub fn tags_text(tags: &[Tag]) -> String {
+    tags.iter()
+        .filter(|t| t.verdict.label != UNKNOWN)
+        .map(|t| t.verdict.label.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Numerically stable softmax.
 pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -105,6 +149,36 @@ mod tests {
         assert!(is_product("Shoes"));
         assert!(!is_product(NONE));
         assert!(!is_product(UNKNOWN));
+    }
+
+    #[test]
+    fn tags_follow_the_primary_verdict_and_their_own_threshold() {
+        use crate::metadata::HeadInfo;
+        let heads = vec![
+            HeadInfo {
+                name: "gender".into(),
+                labels: vec!["Men".into(), "Women".into()],
+            },
+            HeadInfo {
+                name: "colour".into(),
+                labels: vec!["Black".into(), "White".into(), "Red".into()],
+            },
+        ];
+        let shoes = verdict(&[0.0, 5.0, 0.0], &labels(), 1, 0.6);
+        let rows: [&[f32]; 2] = [&[3.0, 0.0], &[0.1, 0.0, 0.05]];
+        let t = tags(&shoes, &rows, &heads, 1, HEAD_THRESHOLD);
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            (t[0].head.as_str(), t[0].verdict.label.as_str()),
+            ("gender", "Men")
+        );
+        assert_eq!(
+            t[1].verdict.label, UNKNOWN,
+            "a flat colour guess is not shown"
+        );
+        assert_eq!(tags_text(&t), "Men");
+        let unsure = verdict(&[0.0, 0.1, 0.0], &labels(), 1, 0.6);
+        assert!(tags(&unsure, &rows, &heads, 1, HEAD_THRESHOLD).is_empty());
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub const KEY_INPUT_SIZE: &str = "input_size";
 pub const KEY_NORMALIZATION: &str = "normalization";
 pub const KEY_PREPROCESSING: &str = "preprocessing";
 pub const KEY_QUANTIZATION: &str = "quantization";
+/// Extra output heads: JSON `[{"name": "articleType", "labels": [...]}, ...]`, one ONNX output
+/// each, named like the head, after `logits`. Absent for single-head models.
+pub const KEY_HEADS: &str = "heads";
 /// Name of the network input, `[N, 3, 80, 60]` f32.
 pub const INPUT_NAME: &str = "image";
 /// Name of the network output, `[N, classes]` f32 logits.
@@ -34,6 +37,16 @@ pub struct ModelInfo {
     pub normalization: Normalization,
     /// JSON description of the int8 quantization, absent for float models.
     pub quantization: Option<String>,
+    /// Extra heads (article type, colour, ...), in output order after `logits`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heads: Vec<HeadInfo>,
+}
+
+/// One extra output of a multi-head model: its name (also the ONNX output name) and labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadInfo {
+    pub name: String,
+    pub labels: Vec<String>,
 }
 
 /// Why a model's metadata cannot be used.
@@ -64,6 +77,12 @@ impl ModelInfo {
         m.insert(KEY_PREPROCESSING.into(), PREPROCESSING_DOC.into());
         if let Some(q) = &self.quantization {
             m.insert(KEY_QUANTIZATION.into(), q.clone());
+        }
+        if !self.heads.is_empty() {
+            m.insert(
+                KEY_HEADS.into(),
+                serde_json::to_string(&self.heads).expect("heads serialise"),
+            );
         }
         m
     }
@@ -113,8 +132,31 @@ impl ModelInfo {
                 ),
             });
         }
+        let heads: Vec<HeadInfo> = match get(KEY_HEADS) {
+            Some(s) => serde_json::from_str(&s).map_err(|e| MetadataError::Malformed {
+                key: KEY_HEADS,
+                reason: format!("expected [{{\"name\": ..., \"labels\": [...]}}, ...]: {e}"),
+            })?,
+            None => vec![],
+        };
+        for (i, h) in heads.iter().enumerate() {
+            let bad = |reason: String| MetadataError::Malformed {
+                key: KEY_HEADS,
+                reason,
+            };
+            if h.name.is_empty() || h.name == OUTPUT_NAME || h.name == INPUT_NAME {
+                return Err(bad(format!("head {i} has the name `{}`", h.name)));
+            }
+            if h.labels.is_empty() {
+                return Err(bad(format!("head `{}` has no labels", h.name)));
+            }
+            if heads[..i].iter().any(|o| o.name == h.name) {
+                return Err(bad(format!("two heads are named `{}`", h.name)));
+            }
+        }
         Ok(Self {
             labels,
+            heads,
             label_column: get(KEY_LABEL_COLUMN).unwrap_or_else(|| "subCategory".into()),
             name: get(KEY_MODEL_NAME).unwrap_or_else(|| "unnamed".into()),
             version: get(KEY_MODEL_VERSION).unwrap_or_else(|| "unknown".into()),
@@ -136,6 +178,7 @@ mod tests {
             version: "1".into(),
             normalization: Normalization::default(),
             quantization: None,
+            heads: vec![],
         }
     }
 
@@ -152,6 +195,43 @@ mod tests {
         props.remove(KEY_LABELS);
         let err = ModelInfo::from_props(|k| props.get(k).cloned()).unwrap_err();
         assert!(err.to_string().contains("labels"), "{err}");
+    }
+
+    #[test]
+    fn heads_round_trip_and_bad_ones_are_refused() {
+        let multi = ModelInfo {
+            heads: vec![
+                HeadInfo {
+                    name: "articleType".into(),
+                    labels: vec!["Tshirts".into(), "other".into()],
+                },
+                HeadInfo {
+                    name: "gender".into(),
+                    labels: vec!["Men".into(), "Women".into()],
+                },
+            ],
+            ..info()
+        };
+        let props = multi.to_props();
+        assert!(
+            !info().to_props().contains_key(KEY_HEADS),
+            "single-head models unchanged"
+        );
+        assert_eq!(
+            ModelInfo::from_props(|k| props.get(k).cloned()).unwrap(),
+            multi
+        );
+        for bad in [
+            r#"[{"name": "logits", "labels": ["a"]}]"#,
+            r#"[{"name": "x", "labels": []}]"#,
+            r#"[{"name": "x", "labels": ["a"]}, {"name": "x", "labels": ["b"]}]"#,
+            r#"{"name": "x"}"#,
+        ] {
+            let mut p = props.clone();
+            p.insert(KEY_HEADS.into(), bad.into());
+            let err = ModelInfo::from_props(|k| p.get(k).cloned()).unwrap_err();
+            assert!(err.to_string().contains("heads"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -51,7 +51,16 @@ impl Model {
             backend,
         };
         // One blank image checks that outputs and labels agree before any real input is spent.
-        let logits = model.backend.run(&vec![0.0; IMAGE_LEN], 1)?;
+        let outputs = model.backend.run_all(&vec![0.0; IMAGE_LEN], 1)?;
+        if outputs.len() != 1 + model.info.heads.len() {
+            bail!(
+                "model has {} outputs but its metadata describes {} (logits and {} extra heads)",
+                outputs.len(),
+                1 + model.info.heads.len(),
+                model.info.heads.len()
+            );
+        }
+        let logits = &outputs[0];
         if logits.len() != model.info.labels.len() {
             bail!(
                 "model outputs {} classes but its metadata lists {} labels",
@@ -59,7 +68,17 @@ impl Model {
                 model.info.labels.len()
             );
         }
-        if logits.iter().any(|v| !v.is_finite()) {
+        for (h, out) in model.info.heads.iter().zip(&outputs[1..]) {
+            if out.len() != h.labels.len() {
+                bail!(
+                    "model head `{}` outputs {} values but its metadata lists {} labels",
+                    h.name,
+                    out.len(),
+                    h.labels.len()
+                );
+            }
+        }
+        if outputs.iter().flatten().any(|v| !v.is_finite()) {
             bail!(
                 "model gives non-finite outputs (NaN or infinity) on a blank image: its weights \
                  are broken; re-export it"
@@ -83,14 +102,26 @@ impl Model {
 
     /// Logits for `n` normalised images, in batches the backend runs best.
     pub fn logits(&self, input: &[f32], n: usize) -> Result<Vec<f32>> {
+        Ok(self.outputs(input, n)?.swap_remove(0))
+    }
+
+    /// Every output (class logits, then each extra head's) for `n` normalised images, in
+    /// batches the backend runs best.
+    pub fn outputs(&self, input: &[f32], n: usize) -> Result<Vec<Vec<f32>>> {
         debug_assert_eq!(input.len(), n * IMAGE_LEN);
         let max = self.backend.max_batch().max(1);
         if n <= max {
-            return self.backend.run(input, n);
+            return self.backend.run_all(input, n);
         }
-        let mut out = Vec::with_capacity(n * self.classes());
+        let mut out: Vec<Vec<f32>> = vec![vec![]; 1 + self.info.heads.len()];
         for chunk in input.chunks(max * IMAGE_LEN) {
-            out.extend(self.backend.run(chunk, chunk.len() / IMAGE_LEN)?);
+            let part = self.backend.run_all(chunk, chunk.len() / IMAGE_LEN)?;
+            if part.len() != out.len() {
+                bail!("model gave {} outputs, expected {}", part.len(), out.len());
+            }
+            for (o, p) in out.iter_mut().zip(part) {
+                o.extend(p);
+            }
         }
         Ok(out)
     }

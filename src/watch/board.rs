@@ -26,6 +26,9 @@ pub struct Verdict {
     pub confidence: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
+    /// A multi-head model's tags, `Casual Shoes, Black, Men` (empty otherwise).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tags: String,
     /// A small JPEG of the annotated frame, kept in memory for the page (`/verdicts/N.jpg`).
     #[serde(skip)]
     pub thumbnail: Option<Arc<Vec<u8>>>,
@@ -353,6 +356,7 @@ mod tests {
             confidence: 0.9,
             snapshot: None,
             thumbnail: None,
+            tags: String::new(),
         });
         let m = b.metrics();
         assert!(m.contains("tag_latency_ms_bucket{le=\"0.5\"} 1\n"), "{m}");
@@ -394,6 +398,7 @@ mod tests {
                 confidence: 0.9,
                 snapshot: None,
                 thumbnail: Some(Arc::new(vec![i as u8])),
+                tags: String::new(),
             });
         }
         let v = b.verdicts();

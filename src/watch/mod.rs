@@ -258,8 +258,11 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
         }
         let chw = preprocess::to_chw_u8(&preprocess::fit(&image.roi(&roi)));
         preprocess::normalize_into(&chw, &model.info.normalization, &mut input);
-        let logits = model.logits(&input, 1)?;
-        let v = classify::verdict(&logits, labels, 1, threshold);
+        let outputs = model.outputs(&input, 1)?;
+        let v = classify::verdict(&outputs[0], labels, 1, threshold);
+        let rows: Vec<&[f32]> = outputs[1..].iter().map(Vec::as_slice).collect();
+        let tags = classify::tags(&v, &rows, &model.info.heads, 1, classify::HEAD_THRESHOLD);
+        let tags_text = classify::tags_text(&tags);
         let latency_ms = frame.captured.elapsed().as_secs_f64() * 1e3;
         stats.record(latency_ms);
         board.frame(latency_ms, mailbox.dropped(), stats.corrupt);
@@ -275,7 +278,11 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
                 &mut rgb,
                 &roi,
                 &Annotation {
-                    label: &v.label,
+                    label: &if tags_text.is_empty() {
+                        v.label.clone()
+                    } else {
+                        format!("{} ({tags_text})", v.label)
+                    },
                     confidence: v.confidence,
                     uncertain: !confident,
                 },
@@ -315,6 +322,7 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
                 confidence: v.confidence,
                 snapshot: snap.clone(),
                 thumbnail,
+                tags: tags_text.clone(),
             });
         }
         if report || cfg.output.all_frames {
@@ -332,16 +340,33 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
                     if let Some(s) = &snap {
                         rec["snapshot"] = json!(s);
                     }
+                    if !model.info.heads.is_empty() {
+                        rec["tags"] = tags
+                            .iter()
+                            .map(|t| {
+                                (
+                                    t.head.clone(),
+                                    json!({"label": t.verdict.label, "confidence": t.verdict.confidence}),
+                                )
+                            })
+                            .collect::<serde_json::Map<_, _>>()
+                            .into();
+                    }
                     rec.to_string()
                 }
                 WatchFormat::Human => format!(
-                    "{}  frame {:>7}  {:<7}  {:<12} {:5.1}%  {:6.2} ms",
+                    "{}  frame {:>7}  {:<7}  {:<12} {:5.1}%  {:6.2} ms{}",
                     timestamp(),
                     frame.seq,
                     event,
                     v.label,
                     v.confidence * 100.0,
-                    latency_ms
+                    latency_ms,
+                    if tags_text.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  ({tags_text})")
+                    }
                 ),
             };
             // Flushed per record: a killed or power-cut device keeps every verdict written.

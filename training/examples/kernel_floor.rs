@@ -26,7 +26,7 @@ fn main() -> Result<()> {
         13,
     );
     let device = Device::flex();
-    let net = training::export::fold(&arch.init(&device), &arch);
+    let net = training::export::fold(&arch.init(&device), &arch, &[]);
     let info = ModelInfo {
         labels: (0..13).map(|i| format!("class{i}")).collect(),
         label_column: "subCategory".into(),
@@ -34,6 +34,7 @@ fn main() -> Result<()> {
         version: "1".into(),
         normalization: Normalization::default(),
         quantization: None,
+        heads: vec![],
     };
     let float = training::export::float_model(&net, &info);
     write_atomic(&out.join("floor.onnx"), &training::onnx::encode(&float))?;

@@ -30,6 +30,9 @@ pub struct ModelCard {
     /// Station-frame figures (`training station`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub station: Option<StationSection>,
+    /// Extra heads' figures (`training heads`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<HeadsSection>,
     /// Fields this version does not know, kept through every rewrite.
     #[serde(flatten)]
     pub other: Map<String, Value>,
@@ -76,6 +79,9 @@ pub struct TrainingSummary {
     pub ema: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<crate::distill::Distill>,
+    /// Extra heads (heads.rs) with their labels and loss weight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heads: Vec<crate::heads::Head>,
     pub train_seconds: f64,
     /// Median over epochs of training images per second on the machine that trained it.
     pub images_per_s: f64,
@@ -126,6 +132,19 @@ pub struct StationSection {
     pub reproduce: Option<String>,
 }
 
+/// Per extra head, accuracy and macro-F1 on the test split's catalogue photos and station frames
+/// (`training heads`), float and int8.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HeadsSection {
+    pub float: Vec<crate::heads_eval::HeadScore>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub int8: Vec<crate::heads_eval::HeadScore>,
+    /// The article-type confusion matrix on the test photos (float), a picture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub article_type_confusion: Option<String>,
+    pub reproduce: String,
+}
+
 impl ModelCard {
     /// Where the card of the model file `onnx` lives.
     pub fn path_for(onnx: &Path) -> PathBuf {
@@ -156,6 +175,7 @@ impl ModelCard {
             int8: None,
             int8_qdq: None,
             station: None,
+            heads: None,
             other: Map::new(),
         };
         let mut redo = vec![];
@@ -165,12 +185,14 @@ impl ModelCard {
                 card.int8 = old.int8;
                 card.int8_qdq = old.int8_qdq;
                 card.station = old.station;
+                card.heads = old.heads;
                 card.other = old.other;
             } else {
                 for (had, command) in [
                     (old.temperature.is_some(), "calibrate"),
                     (old.int8.is_some() || old.int8_qdq.is_some(), "quantize"),
                     (old.station.is_some(), "station"),
+                    (old.heads.is_some(), "heads"),
                 ] {
                     if had {
                         redo.push(command);

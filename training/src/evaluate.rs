@@ -126,20 +126,41 @@ pub fn parity(
     let present: Vec<&[u8]> = set.iter().filter_map(|e| cache.get(e.0)).collect();
     let input = runtime.batch_input(&present);
     debug_assert_eq!(input.len(), present.len() * IMAGE_LEN);
-    let tract_logits = runtime.logits(&input, present.len())?;
-    let burn_flat: Vec<f32> = burn_logits.into_iter().flatten().collect();
-    if burn_flat.len() != tract_logits.len() {
+    let tract_outputs = runtime.outputs(&input, present.len())?;
+    let mut burn_outputs = vec![burn_logits.into_iter().flatten().collect::<Vec<f32>>()];
+    if !cfg.heads.is_empty() {
+        // The extra heads too, output by output.
+        let (x, _, _) =
+            crate::train::batch_tensors(cache, set, &cfg.normalization, &Device::flex());
+        let (_, aux) = model.forward_all(x);
+        for a in aux {
+            burn_outputs.push(
+                a.into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| anyhow::anyhow!("reading head outputs: {e:?}"))?,
+            );
+        }
+    }
+    if burn_outputs.len() != tract_outputs.len() {
         bail!(
-            "burn gave {} logits, tract {}",
-            burn_flat.len(),
-            tract_logits.len()
+            "burn gave {} outputs, tract {}",
+            burn_outputs.len(),
+            tract_outputs.len()
         );
     }
-    Ok(burn_flat
-        .iter()
-        .zip(&tract_logits)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max))
+    let mut diff = 0f32;
+    for (b, t) in burn_outputs.iter().zip(&tract_outputs) {
+        if b.len() != t.len() {
+            bail!("burn gave {} values, tract {}", b.len(), t.len());
+        }
+        diff = b
+            .iter()
+            .zip(t)
+            .map(|(a, b)| (a - b).abs())
+            .fold(diff, f32::max);
+    }
+    Ok(diff)
 }
 
 /// Largest tract-vs-burn logit difference accepted for an export.
@@ -162,8 +183,17 @@ pub fn export(
         version: version.to_string(),
         normalization: cfg.normalization,
         quantization: None,
+        heads: cfg
+            .heads
+            .iter()
+            .map(|h| tagger_core::metadata::HeadInfo {
+                name: h.name.clone(),
+                labels: h.labels.clone(),
+            })
+            .collect(),
     };
-    let bytes = onnx::encode(&float_model(&fold(&model, &cfg.arch), &info));
+    let names: Vec<String> = cfg.heads.iter().map(|h| h.name.clone()).collect();
+    let bytes = onnx::encode(&float_model(&fold(&model, &cfg.arch, &names), &info));
     let check_set: Vec<Entry> = split.test.iter().take(64).copied().collect();
     let diff = parity(&bytes, &model, &cfg, cache, &check_set)?;
     if diff > PARITY_TOLERANCE {
@@ -225,6 +255,7 @@ pub fn model_card(
             warmup_epochs: cfg.warmup_epochs,
             ema: cfg.ema,
             distill: cfg.distill.clone(),
+            heads: cfg.heads.clone(),
             train_seconds: state.train_seconds,
             images_per_s: ips.get(ips.len() / 2).copied().unwrap_or(0.0),
             skipped_corrupt_images: state.skipped_corrupt,

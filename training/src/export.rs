@@ -49,6 +49,17 @@ pub struct FoldedNet {
     pub head_b: Vec<f32>,
     pub features: usize,
     pub classes: usize,
+    /// Extra heads (heads.rs), each a Gemm on the same features with its own named output.
+    pub aux: Vec<FoldedHead>,
+}
+
+/// One extra head's dense layer: weights `[features, outputs]` and bias.
+#[derive(Debug, Clone)]
+pub struct FoldedHead {
+    pub name: String,
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+    pub outputs: usize,
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -60,7 +71,8 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 
 /// Folds each batch norm into the preceding convolution:
 /// `w' = w * gamma / sqrt(var + eps)`, `b' = beta - mean * gamma / sqrt(var + eps)`.
-pub fn fold(model: &Cnn, arch: &Arch) -> FoldedNet {
+/// `names`: the extra heads' names, in [`Arch::heads`] order.
+pub fn fold(model: &Cnn, arch: &Arch, names: &[String]) -> FoldedNet {
     let convs = model
         .blocks
         .iter()
@@ -111,6 +123,21 @@ pub fn fold(model: &Cnn, arch: &Arch) -> FoldedNet {
             .unwrap_or_else(|| vec![0.0; arch.classes]),
         features: arch.features(),
         classes: arch.classes,
+        aux: model
+            .aux
+            .iter()
+            .zip(&arch.heads)
+            .zip(names)
+            .map(|((h, &outputs), name)| FoldedHead {
+                name: name.clone(),
+                w: values(h.weight.val()),
+                b: h.bias
+                    .as_ref()
+                    .map(|b| values(b.val()))
+                    .unwrap_or_else(|| vec![0.0; outputs]),
+                outputs,
+            })
+            .collect(),
     }
 }
 
@@ -147,7 +174,7 @@ pub fn float_model(net: &FoldedNet, info: &ModelInfo) -> pb::ModelProto {
         }
     }
     head(net, &x, &mut nodes, &mut inits);
-    let graph = graph(info.name.clone(), nodes, inits, net.classes);
+    let graph = graph(info.name.clone(), nodes, inits, net);
     onnx::model(graph, info)
 }
 
@@ -190,15 +217,38 @@ pub fn head(
         &[OUTPUT_NAME],
         vec![],
     ));
+    for h in &net.aux {
+        let (w, b) = (format!("{}.weight", h.name), format!("{}.bias", h.name));
+        inits.push(onnx::tensor_f32(
+            &w,
+            &[net.features as i64, h.outputs as i64],
+            &h.w,
+        ));
+        inits.push(onnx::tensor_f32(&b, &[h.outputs as i64], &h.b));
+        nodes.push(onnx::node(
+            "Gemm",
+            &format!("{}.gemm", h.name),
+            &["features", &w, &b],
+            &[&h.name],
+            vec![],
+        ));
+    }
 }
 
-/// The graph around `nodes`: input `image` [N,3,80,60], output `logits` [N,classes].
+/// The graph around `nodes`: input `image` [N,3,80,60], output `logits` [N,classes], then one
+/// output per extra head `[N, outputs]` named like the head.
 pub fn graph(
     name: String,
     nodes: Vec<pb::NodeProto>,
     inits: Vec<pb::TensorProto>,
-    classes: usize,
+    net: &FoldedNet,
 ) -> pb::GraphProto {
+    let mut output = vec![onnx::batched_value(OUTPUT_NAME, &[net.classes as i64])];
+    output.extend(
+        net.aux
+            .iter()
+            .map(|h| onnx::batched_value(&h.name, &[h.outputs as i64])),
+    );
     pb::GraphProto {
         name,
         node: nodes,
@@ -207,7 +257,7 @@ pub fn graph(
             INPUT_NAME,
             &[3, HEIGHT as i64, WIDTH as i64],
         )],
-        output: vec![onnx::batched_value(OUTPUT_NAME, &[classes as i64])],
+        output,
         ..Default::default()
     }
 }

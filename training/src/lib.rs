@@ -17,6 +17,8 @@ pub mod error;
 pub mod evaluate;
 pub mod export;
 pub mod frames;
+pub mod heads;
+pub mod heads_eval;
 pub mod metrics;
 pub mod model;
 pub mod negatives;

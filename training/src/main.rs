@@ -36,6 +36,9 @@ enum Cmd {
     /// Score an exported model (and its int8 sibling) on station frames of val and test into
     /// its model card: catalogue, mirrored, mild, hard, tray, empty frames, other kinds.
     Station(commands::station::Args),
+    /// Score a multi-head model's extra heads (article type, colour, gender, usage) on test
+    /// photos and station frames into its model card, with the article-type confusion matrix.
+    Heads(commands::heads::Args),
     /// Fit a temperature on val station frames (lowest NLL) and fold it into a float model's head
     /// (temperature.rs); the card gets a `temperature` section. Run after `export`, before
     /// `quantize` and `station`.
@@ -59,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Negatives(args) => commands::negatives::run(args),
         Cmd::Frames(args) => commands::frames::run(args),
         Cmd::Station(args) => commands::station::run(args),
+        Cmd::Heads(args) => commands::heads::run(args),
         Cmd::Calibrate(args) => commands::calibrate::run(args),
         Cmd::AugmentGrid(args) => commands::augment_grid::run(args),
         Cmd::Report(args) => commands::report::run(args),

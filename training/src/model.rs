@@ -29,6 +29,10 @@ pub struct Arch {
     pub layers: Vec<Layer>,
     pub dropout: f64,
     pub classes: usize,
+    /// Sizes of extra output heads (heads.rs: article type, colour, ...) beside the primary
+    /// `classes`, each a dense layer on the same pooled features. Empty for single-head models.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heads: Vec<usize>,
 }
 
 /// One conv -> BN -> ReLU layer, written `C[:K][/S][v]`: C output channels, K x K kernel
@@ -123,6 +127,7 @@ impl Arch {
             layers: vec![],
             dropout: 0.2,
             classes,
+            heads: vec![],
         }
     }
 
@@ -134,6 +139,7 @@ impl Arch {
             layers,
             dropout,
             classes,
+            heads: vec![],
         }
     }
 
@@ -233,7 +239,12 @@ impl Arch {
                 2 * (c.kernel * c.kernel * c.c_in * c.c_out * h * w) as u64
             })
             .sum();
-        conv + 2 * (self.features() * self.classes) as u64
+        conv + 2 * (self.features() * self.outputs()) as u64
+    }
+
+    /// Outputs of all heads together.
+    pub fn outputs(&self) -> usize {
+        self.classes + self.heads.iter().sum::<usize>()
     }
 
     /// Parameters of the exported (batch-norm folded) network.
@@ -243,7 +254,7 @@ impl Arch {
             .iter()
             .map(|c| c.kernel * c.kernel * c.c_in * c.c_out + c.c_out)
             .sum();
-        (conv + self.features() * self.classes + self.classes) as u64
+        (conv + self.features() * self.outputs() + self.outputs()) as u64
     }
 
     /// Receptive field in input pixels of one unit before global pooling.
@@ -285,6 +296,11 @@ impl Arch {
             gap: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             dropout: DropoutConfig::new(self.dropout).init(),
             head: LinearConfig::new(self.features(), self.classes).init(device),
+            aux: self
+                .heads
+                .iter()
+                .map(|&n| LinearConfig::new(self.features(), n).init(device))
+                .collect(),
         }
     }
 }
@@ -303,11 +319,25 @@ pub struct Cnn {
     gap: AdaptiveAvgPool2d,
     dropout: Dropout,
     pub head: Linear,
+    /// Extra heads (Arch::heads), in order.
+    pub aux: Vec<Linear>,
 }
 
 impl Cnn {
-    /// `[n, 3, 80, 60]` normalised images -> `[n, classes]` logits.
+    /// `[n, 3, 80, 60]` normalised images -> `[n, classes]` logits of the primary head.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.head.forward(self.features(x))
+    }
+
+    /// Logits of the primary head and of every extra head.
+    pub fn forward_all(&self, x: Tensor<4>) -> (Tensor<2>, Vec<Tensor<2>>) {
+        let f = self.features(x);
+        let aux = self.aux.iter().map(|h| h.forward(f.clone())).collect();
+        (self.head.forward(f), aux)
+    }
+
+    /// Pooled features after dropout: what every head reads.
+    fn features(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = x;
         for b in &self.blocks {
             x = self.relu.forward(b.bn.forward(b.conv.forward(x)));
@@ -316,7 +346,7 @@ impl Cnn {
             }
         }
         let x = self.gap.forward(x).flatten::<2>(1, 3);
-        self.head.forward(self.dropout.forward(x))
+        self.dropout.forward(x)
     }
 }
 

@@ -20,7 +20,7 @@ use crate::export::{FoldedConv, FoldedNet};
 use crate::onnx;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use tagger_core::metadata::{ModelInfo, INPUT_NAME};
+use tagger_core::metadata::{ModelInfo, INPUT_NAME, OUTPUT_NAME};
 use tagger_core::preprocess::{HEIGHT, WIDTH};
 use tagger_core::tract_onnx::pb;
 use tagger_core::tract_onnx::prelude::*;
@@ -140,6 +140,7 @@ pub fn folded_from_onnx(proto: &pb::ModelProto) -> Result<FoldedNet> {
     };
     let mut convs: Vec<FoldedConv> = vec![];
     let mut head = None;
+    let mut aux = vec![];
     for node in &graph.node {
         match node.op_type.as_str() {
             "Conv" => {
@@ -174,10 +175,21 @@ pub fn folded_from_onnx(proto: &pb::ModelProto) -> Result<FoldedNet> {
             }
             "MaxPool" => convs.last_mut().context("pool before any conv")?.pool = true,
             "Relu" | "GlobalAveragePool" | "Flatten" => {}
-            "Gemm" => {
+            // The class head writes `logits`; extra heads write an output named like them.
+            "Gemm" if node.output.first().map(String::as_str) == Some(OUTPUT_NAME) => {
                 let (wt, w) = init(&node.input[1])?;
                 let (_, b) = init(&node.input[2])?;
                 head = Some((wt.dims[0] as usize, wt.dims[1] as usize, w, b));
+            }
+            "Gemm" => {
+                let (wt, w) = init(&node.input[1])?;
+                let (_, b) = init(&node.input[2])?;
+                aux.push(crate::export::FoldedHead {
+                    name: node.output.first().context("Gemm without output")?.clone(),
+                    outputs: wt.dims[1] as usize,
+                    w,
+                    b,
+                });
             }
             other => bail!(
                 "unexpected {other} node: only models exported by `training export` can be quantized"
@@ -194,6 +206,7 @@ pub fn folded_from_onnx(proto: &pb::ModelProto) -> Result<FoldedNet> {
         head_b,
         features,
         classes,
+        aux,
     })
 }
 
@@ -232,7 +245,8 @@ pub fn calibrate(
         .run(tvec!(input.into_tvalue()))
         .map_err(|e| anyhow!("calibration run failed: {e:#}"))?;
     let mut ranges = vec![];
-    for out in outputs.iter().skip(1) {
+    // The model's own outputs (logits, then one per extra head) come before the taps.
+    for out in outputs.iter().skip(1 + net.aux.len()) {
         let mut v: Vec<f32> = out.to_plain_array_view::<f32>()?.iter().copied().collect();
         let range = match method {
             Calibration::MinMax => v.iter().copied().fold(0.0, f32::max),
@@ -423,7 +437,7 @@ pub fn int8_model(
         vec![],
     ));
     crate::export::head(net, "features.map", &mut nodes, &mut inits);
-    let graph = crate::export::graph(format!("{}-int8", info.name), nodes, inits, net.classes);
+    let graph = crate::export::graph(format!("{}-int8", info.name), nodes, inits, net);
     onnx::model(graph, info)
 }
 

@@ -13,7 +13,15 @@ use std::path::{Path, PathBuf};
 /// The report's models, in table order. `fast` is the tuned recipe on a strided architecture
 /// that tract runs faster (issue: tract's gap to onnxruntime, docs/BENCHMARKS.md).
 /// `robust` is trained for station frames (issue 12: compositing, `none`, negatives).
-pub const MODELS: [&str; 5] = ["baseline", "tuned", "augmented", "fast", "robust"];
+/// `multihead` is `robust` with extra heads (issue 16: article type, colour, gender, usage).
+pub const MODELS: [&str; 6] = [
+    "baseline",
+    "tuned",
+    "augmented",
+    "fast",
+    "robust",
+    "multihead",
+];
 
 /// One short run of the learning-rate sweep.
 pub struct SweepRun {
@@ -289,6 +297,7 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
     )?;
 
     station_table(&mut md, inp, img)?;
+    heads_section(&mut md, inp, img)?;
 
     writeln!(md, "## Per-class recall (test)\n")?;
     write!(md, "| class | test images |")?;
@@ -727,9 +736,11 @@ fn station_table(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
             md,
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         )?;
+        // `robust` is chosen among the single-head runs; multi-head runs are compared below.
         let chosen = inp
             .station_runs
             .iter()
+            .filter(|r| r.config.heads.is_empty())
             .max_by(|a, b| {
                 a.best()
                     .selection_score()
@@ -747,6 +758,8 @@ fn station_table(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
                 r.variant,
                 if chosen.as_deref() == Some(r.variant.as_str()) {
                     " (chosen)"
+                } else if !r.config.heads.is_empty() {
+                    " (extra heads)"
                 } else {
                     ""
                 },
@@ -775,6 +788,125 @@ fn station_table(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
                 b.val_hard.map_or("-".into(), pct),
                 b.val_empty_product.map_or("-".into(), pct),
                 ips[ips.len() / 2],
+            )?;
+        }
+        writeln!(md)?;
+    }
+    Ok(())
+}
+
+/// The multi-head model: each extra head's figures and whether the heads changed the class.
+fn heads_section(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
+    let Some(card) = inp.cards.iter().find(|c| c.heads.is_some()) else {
+        return Ok(());
+    };
+    let h = card.heads.as_ref().expect("found");
+    let k = &card.model;
+    writeln!(
+        md,
+        "## Multi-head model: article type, colour, gender, usage\n"
+    )?;
+    let heads: Vec<String> = k
+        .training
+        .heads
+        .iter()
+        .map(|h| format!("`{}` ({} labels)", h.name, h.labels.len()))
+        .collect();
+    writeln!(
+        md,
+        "`{}` is `robust`'s network and recipe with one dense layer more per attribute of \
+         styles.csv on the same pooled features: {} (heads.rs: article types with fewer than \
+         200 training photos fold into `other`; the 46 base colours group into a 15-colour \
+         palette; rare usages and missing values are masked, never guessed). Each head's \
+         cross-entropy is added with weight {} over the photos that have a value. Figures \
+         through tract on the test split's photos and their station frames, over the photos \
+         whose value the head knows (`{}`):\n",
+        k.name,
+        heads.join(", "),
+        k.training.heads.first().map_or(0.0, |h| h.weight),
+        h.reproduce
+    )?;
+    writeln!(
+        md,
+        "| head | form | catalogue accuracy | catalogue macro-F1 | station-mild accuracy | station-hard accuracy | photos |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|---|")?;
+    for (form, scores) in [("float", &h.float), ("int8", &h.int8)] {
+        let names: Vec<&str> = scores
+            .iter()
+            .filter(|s| s.frames == "catalogue")
+            .map(|s| s.head.as_str())
+            .collect();
+        for name in names {
+            let get = |frames: &str| scores.iter().find(|s| s.head == name && s.frames == frames);
+            let cat = get("catalogue").expect("catalogue row");
+            writeln!(
+                md,
+                "| {name} | {form} | {} | {:.3} | {} | {} | {} |",
+                pct(cat.accuracy),
+                cat.macro_f1,
+                get("mild").map_or("-".into(), |s| pct(s.accuracy)),
+                get("hard").map_or("-".into(), |s| pct(s.accuracy)),
+                cat.n
+            )?;
+        }
+    }
+    if let Some(conf) = &h.article_type_confusion {
+        let file = Path::new(conf)
+            .file_name()
+            .map_or(conf.clone(), |f| f.to_string_lossy().into_owned());
+        writeln!(
+            md,
+            "\nArticle-type confusion on the test photos (float):\n\n![article type confusion]({img}/{file})\n"
+        )?;
+    }
+    // The class (subCategory) with and without heads, same recipe, per seed (validation).
+    let runs: Vec<&ArchRun> = inp
+        .station_runs
+        .iter()
+        .filter(|r| {
+            let c = &r.config;
+            c.epochs == k.training.epochs
+                && c.station
+                    .as_ref()
+                    .is_some_and(|s| s.cut_jitter && s.catalogue_share == 0.4)
+                && c.distill.is_none()
+                && c.ema.is_none()
+        })
+        .collect();
+    if !runs.is_empty() {
+        writeln!(
+            md,
+            "Did the extra heads change the class? The same recipe with and without them, per \
+             seed, at each run's best checkpoint (validation; logs in docs/data/station-runs/):\n"
+        )?;
+        writeln!(
+            md,
+            "| run | extra heads | seed | best epoch | val catalogue | val mild | val hard | val empty as product | score |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|---|---|---|---|")?;
+        for r in runs {
+            let b = r.best();
+            writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.4} |",
+                r.variant,
+                if r.config.heads.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!(
+                        "{} (weight {})",
+                        r.config.heads.len(),
+                        r.config.heads[0].weight
+                    )
+                },
+                r.config.seed,
+                b.epoch,
+                pct(b.val_acc),
+                b.val_mild.map_or("-".into(), pct),
+                b.val_hard.map_or("-".into(), pct),
+                b.val_empty_product.map_or("-".into(), pct),
+                b.selection_score()
             )?;
         }
         writeln!(md)?;

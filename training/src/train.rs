@@ -11,6 +11,7 @@ use crate::cache::ImageCache;
 use crate::cutout::{product_mask_with, CutStyle};
 use crate::distill::{self, Distill, TeacherTargets};
 use crate::ema::Ema;
+use crate::heads::{Head, HeadTargets};
 use crate::model::{Arch, Cnn};
 use crate::split::Entry;
 use crate::station::{self, mix, Level, Product, Scene};
@@ -99,6 +100,9 @@ pub struct TrainConfig {
     /// and exported instead of the last weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ema: Option<f64>,
+    /// Extra heads (heads.rs), trained beside the primary class with a masked loss each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heads: Vec<Head>,
 }
 
 /// One line of the training log.
@@ -120,6 +124,9 @@ pub struct EpochLog {
     pub val_hard: Option<f64>,
     #[serde(default)]
     pub val_empty_product: Option<f64>,
+    /// Runs with extra heads: validation accuracy of each, `name=acc` separated by spaces.
+    #[serde(default)]
+    pub val_heads: Option<String>,
 }
 
 impl EpochLog {
@@ -217,6 +224,9 @@ pub struct Batch {
     pub targets: Vec<f32>,
     /// The hard class per sample, -1 for other kinds (not counted in training accuracy).
     pub hard: Vec<i64>,
+    /// Extra heads: `n x heads` target indices, -1 where masked (empty frames, other kinds,
+    /// missing values).
+    pub aux: Vec<i32>,
     pub n: usize,
 }
 
@@ -272,6 +282,9 @@ fn sample_input(cfg: &TrainConfig, cache: &ImageCache, s: Sample, epoch: usize) 
     }
 }
 
+/// One sample of a batch: input, soft targets, hard class, extra-head targets.
+type BuiltSample = (Vec<f32>, Vec<f32>, i64, Vec<i32>);
+
 /// Builds one batch on rayon's workers: augmentation and compositing never run on the thread
 /// that trains. `teacher`: distillation targets of the product photos (distill.rs).
 pub fn make_batch(
@@ -280,12 +293,14 @@ pub fn make_batch(
     samples: &[Sample],
     epoch: usize,
     teacher: Option<&TeacherTargets>,
+    heads: &HeadTargets,
 ) -> Batch {
     let k = cfg.labels.len();
+    let h = cfg.heads.len();
     let none = cfg.station.as_ref().map(|_| k - 1);
     let products = none.unwrap_or(k);
     let eps = cfg.label_smoothing as f32;
-    let built: Vec<(Vec<f32>, Vec<f32>, i64)> = samples
+    let built: Vec<BuiltSample> = samples
         .par_iter()
         .filter_map(|&s| {
             let chw = sample_input(cfg, cache, s, epoch)?;
@@ -310,24 +325,32 @@ pub fn make_batch(
                     .iter_mut()
                     .for_each(|v| *v = 1.0 / products as f32);
             }
-            Some((x, t, hard))
+            let aux = match s {
+                Sample::Product(id, _) => heads.get(id).map(<[i32]>::to_vec),
+                _ => None,
+            }
+            .unwrap_or_else(|| vec![-1; h]);
+            Some((x, t, hard, aux))
         })
         .collect();
     let n = built.len();
-    let (mut input, mut targets, mut hard) = (
+    let (mut input, mut targets, mut hard, mut aux) = (
         Vec::with_capacity(n * IMAGE_LEN),
         Vec::with_capacity(n * k),
         Vec::with_capacity(n),
+        Vec::with_capacity(n * h),
     );
-    for (x, t, h) in built {
+    for (x, t, c, a) in built {
         input.extend(x);
         targets.extend(t);
-        hard.push(h);
+        hard.push(c);
+        aux.extend(a);
     }
     Batch {
         input,
         targets,
         hard,
+        aux,
         n,
     }
 }
@@ -465,6 +488,57 @@ pub fn predict(
     (logits, targets)
 }
 
+/// Validation accuracy of each extra head over the photos that have a value, as
+/// `name=acc name=acc`.
+fn head_accuracies(
+    model: &Cnn,
+    cfg: &TrainConfig,
+    cache: &ImageCache,
+    val_set: &[Entry],
+    heads: &HeadTargets,
+    device: &Device,
+) -> String {
+    let mut hits = vec![0usize; cfg.heads.len()];
+    let mut counted = vec![0usize; cfg.heads.len()];
+    let present: Vec<Entry> = val_set
+        .iter()
+        .copied()
+        .filter(|e| cache.get(e.0).is_some())
+        .collect();
+    for chunk in present.chunks(256) {
+        let (x, _, _) = batch_tensors(cache, chunk, &cfg.normalization, device);
+        let (_, aux) = model.forward_all(x);
+        for (j, a) in aux.into_iter().enumerate() {
+            let pred: Vec<i64> = a
+                .argmax(1)
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .expect("i64 predictions");
+            for (p, &(id, _)) in pred.iter().zip(chunk) {
+                if let Some(&t) = heads.get(id).and_then(|t| t.get(j)) {
+                    if t >= 0 {
+                        counted[j] += 1;
+                        hits[j] += (*p == t as i64) as usize;
+                    }
+                }
+            }
+        }
+    }
+    cfg.heads
+        .iter()
+        .enumerate()
+        .map(|(j, h)| {
+            format!(
+                "{}={:.4}",
+                h.name,
+                hits[j] as f64 / counted[j].max(1) as f64
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn mean_ce(logits: &[Vec<f32>], targets: &[usize]) -> f64 {
     let mut total = 0.0;
     for (l, &t) in logits.iter().zip(targets) {
@@ -518,9 +592,16 @@ pub fn train(
     train_set: &[Entry],
     val_set: &[Entry],
     negatives: &[u64],
+    heads: &HeadTargets,
     resume: bool,
     stop_after: Option<usize>,
 ) -> Result<RunState> {
+    if heads.is_empty() != cfg.heads.is_empty() {
+        bail!(
+            "the run has {} extra head(s) but no targets for them were given",
+            cfg.heads.len()
+        );
+    }
     if train_set.is_empty() || val_set.is_empty() {
         bail!("the split has an empty train or validation set: is the data directory complete?");
     }
@@ -636,7 +717,7 @@ pub fn train(
             scope.spawn(move || {
                 for chunk in order.chunks(cfg.batch_size) {
                     if tx
-                        .send(make_batch(cfg, cache, chunk, epoch, teacher))
+                        .send(make_batch(cfg, cache, chunk, epoch, teacher, heads))
                         .is_err()
                     {
                         break;
@@ -655,7 +736,7 @@ pub fn train(
                     &ad,
                 );
                 let t = Tensor::<2>::from_data(TensorData::new(batch.targets, [n, classes]), &ad);
-                let logits = model.forward(x);
+                let (logits, aux_logits) = model.forward_all(x);
                 let pred: Vec<i64> = logits
                     .clone()
                     .argmax(1)
@@ -666,7 +747,28 @@ pub fn train(
                 // Cross-entropy against soft targets (label smoothing, flat targets for other
                 // kinds); equal to the usual loss for one-hot targets.
                 let logp = burn::tensor::activation::log_softmax(logits, 1);
-                let loss = (logp * t).sum_dim(1).mean().neg();
+                let mut loss = (logp * t).sum_dim(1).mean().neg();
+                for (j, (head, al)) in cfg.heads.iter().zip(aux_logits).enumerate() {
+                    // Masked cross-entropy: rows without a value have an all-zero target and
+                    // the mean is over the rows that have one.
+                    let size = head.labels.len();
+                    let mut onehot = vec![0f32; n * size];
+                    let mut valid = 0usize;
+                    for i in 0..n {
+                        let c = batch.aux[i * cfg.heads.len() + j];
+                        if c >= 0 {
+                            onehot[i * size + c as usize] = 1.0;
+                            valid += 1;
+                        }
+                    }
+                    if valid == 0 {
+                        continue;
+                    }
+                    let th = Tensor::<2>::from_data(TensorData::new(onehot, [n, size]), &ad);
+                    let lp = burn::tensor::activation::log_softmax(al, 1);
+                    let head_loss = (lp * th).sum().neg() / valid as f32;
+                    loss = loss + head_loss * head.weight;
+                }
                 let loss_value = loss.clone().into_scalar::<f32>() as f64;
                 for (p, &h) in pred.iter().zip(&batch.hard) {
                     if h >= 0 {
@@ -711,6 +813,8 @@ pub fn train(
             &device,
             "validating",
         );
+        let val_heads = (!cfg.heads.is_empty())
+            .then(|| head_accuracies(&eval_model, cfg, cache, val_set, heads, &device));
         let station_scores = station_val
             .as_ref()
             .map(|sv| sv.score(&eval_model, cfg, &device));
@@ -726,7 +830,11 @@ pub fn train(
             val_mild: station_scores.map(|s| s.0),
             val_hard: station_scores.map(|s| s.1),
             val_empty_product: station_scores.map(|s| s.2),
+            val_heads,
         };
+        if let Some(h) = &log.val_heads {
+            eprintln!("           heads val: {h}");
+        }
         if let Some((m, h, e)) = station_scores {
             eprintln!(
                 "           station val: mild {m:.4} hard {h:.4} | empty reported as product {e:.4}"

@@ -25,6 +25,7 @@ fn tiny_net(classes: usize) -> FoldedNet {
         head_b: vec![0.0; classes],
         features: 4,
         classes,
+        aux: vec![],
     }
 }
 
@@ -36,6 +37,7 @@ fn info(labels: usize) -> ModelInfo {
         version: "0".into(),
         normalization: Normalization::default(),
         quantization: None,
+        heads: vec![],
     }
 }
 
@@ -136,6 +138,7 @@ fn a_graph_that_expands_to_a_huge_tensor_is_refused_before_running() {
         head_b: vec![0.0; 3],
         features: c,
         classes: 3,
+        aux: vec![],
     };
     let err = format!(
         "{:#}",

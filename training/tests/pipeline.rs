@@ -67,6 +67,7 @@ fn fixture_config(s: &Split, name: &str, arch: Arch, epochs: usize) -> TrainConf
         warmup_epochs: 0,
         ema: None,
         distill: None,
+        heads: vec![],
     }
 }
 
@@ -128,6 +129,7 @@ fn ema_run_resumes_to_the_same_average() {
         layers: vec![],
         dropout: 0.0,
         classes: s.labels.len(),
+        heads: vec![],
     };
     let cfg = TrainConfig {
         ema: Some(0.9),
@@ -137,7 +139,18 @@ fn ema_run_resumes_to_the_same_average() {
     let run = |dir: &str, split_at: Option<usize>| {
         let paths = RunPaths::new(&tmp.path().join(dir));
         if let Some(n) = split_at {
-            train::train(&cfg, &paths, &cache, &s.train, &s.val, &[], false, Some(n)).unwrap();
+            train::train(
+                &cfg,
+                &paths,
+                &cache,
+                &s.train,
+                &s.val,
+                &[],
+                &Default::default(),
+                false,
+                Some(n),
+            )
+            .unwrap();
         }
         let state = train::train(
             &cfg,
@@ -146,6 +159,7 @@ fn ema_run_resumes_to_the_same_average() {
             &s.train,
             &s.val,
             &[],
+            &Default::default(),
             split_at.is_some(),
             None,
         )
@@ -181,21 +195,66 @@ fn smoke_training_loss_falls_resumes_and_exports() {
         layers: vec![],
         dropout: 0.0,
         classes: s.labels.len(),
+        heads: vec![],
     };
     let cfg = fixture_config(&s, "smoke", arch, 20);
     let paths = RunPaths::new(&tmp.path().join("run"));
     // Train 10 of 20 epochs (as if killed), then resume from the checkpoint.
-    let early = train::train(&cfg, &paths, &cache, &s.train, &s.val, &[], false, Some(10)).unwrap();
+    let early = train::train(
+        &cfg,
+        &paths,
+        &cache,
+        &s.train,
+        &s.val,
+        &[],
+        &Default::default(),
+        false,
+        Some(10),
+    )
+    .unwrap();
     assert_eq!(early.epochs_done, 10);
     // Same directory without --resume is refused rather than overwritten.
-    assert!(train::train(&cfg, &paths, &cache, &s.train, &s.val, &[], false, None).is_err());
+    assert!(train::train(
+        &cfg,
+        &paths,
+        &cache,
+        &s.train,
+        &s.val,
+        &[],
+        &Default::default(),
+        false,
+        None
+    )
+    .is_err());
     // Resuming with other settings is refused too.
     let other = TrainConfig {
         lr: 1.0,
         ..cfg.clone()
     };
-    assert!(train::train(&other, &paths, &cache, &s.train, &s.val, &[], true, None).is_err());
-    let state = train::train(&cfg, &paths, &cache, &s.train, &s.val, &[], true, None).unwrap();
+    assert!(train::train(
+        &other,
+        &paths,
+        &cache,
+        &s.train,
+        &s.val,
+        &[],
+        &Default::default(),
+        true,
+        None
+    )
+    .is_err());
+    let state = train::train(
+        &cfg,
+        &paths,
+        &cache,
+        &s.train,
+        &s.val,
+        &[],
+        &Default::default(),
+        true,
+        None,
+    )
+    .unwrap();
     assert_eq!(state.history[9].train_loss, early.history[9].train_loss);
     assert_eq!(state.epochs_done, 20);
     assert_eq!(state.history.len(), 20);
@@ -246,7 +305,14 @@ fn smoke_training_loss_falls_resumes_and_exports() {
         ..cfg.clone()
     };
     let sample = [train::Sample::Product(s.test[0].0, s.test[0].1)];
-    let b = train::make_batch(&dcfg, &cache, &sample, 1, Some(&teacher));
+    let b = train::make_batch(
+        &dcfg,
+        &cache,
+        &sample,
+        1,
+        Some(&teacher),
+        &Default::default(),
+    );
     let p = teacher.get(s.test[0].0).unwrap();
     for (c, (&t, &q)) in b.targets.iter().zip(p).enumerate() {
         let label = (c == s.test[0].1) as u8 as f32;
@@ -356,7 +422,18 @@ fn strided_layers_export_and_quantize_consistently() {
     let arch = Arch::from_layers(layers.to_vec(), 0.0, s.labels.len());
     let cfg = fixture_config(&s, "strided", arch, 4);
     let paths = RunPaths::new(&tmp.path().join("run"));
-    train::train(&cfg, &paths, &cache, &s.train, &s.val, &[], false, None).unwrap();
+    train::train(
+        &cfg,
+        &paths,
+        &cache,
+        &s.train,
+        &s.val,
+        &[],
+        &Default::default(),
+        false,
+        None,
+    )
+    .unwrap();
     let onnx = tmp.path().join("strided.onnx");
     let check = training::evaluate::export(&paths, "test", &s, &cache, &onnx).unwrap();
     assert!(check.max_abs_logit_diff_tract_vs_burn < 1e-4);
@@ -450,8 +527,8 @@ fn augmentation_keeps_labels_and_shapes_and_spares_evaluation() {
         .iter()
         .map(|&(id, c)| train::Sample::Product(id, c))
         .collect();
-    let a = train::make_batch(&cfg, &cache, &samples, 5, None);
-    let b = train::make_batch(&cfg, &cache, &samples, 5, None);
+    let a = train::make_batch(&cfg, &cache, &samples, 5, None, &Default::default());
+    let b = train::make_batch(&cfg, &cache, &samples, 5, None, &Default::default());
     assert_eq!(a.n, 8);
     assert_eq!(a.input.len(), 8 * preprocess::IMAGE_LEN);
     let labels: Vec<i64> = s.train[..8].iter().map(|e| e.1 as i64).collect();
@@ -464,7 +541,7 @@ fn augmentation_keeps_labels_and_shapes_and_spares_evaluation() {
     assert_eq!(a.input, b.input, "same seed, same batch");
     assert_ne!(
         a.input,
-        train::make_batch(&cfg, &cache, &samples, 6, None).input
+        train::make_batch(&cfg, &cache, &samples, 6, None, &Default::default()).input
     );
     // The evaluation path (no augmentation) feeds exactly the preprocessed images.
     let entries = &s.train[..8];
@@ -519,7 +596,7 @@ fn station_training_learns_empty_belts() {
         train::Sample::Empty(3),
         train::Sample::Other(other),
     ];
-    let b = train::make_batch(&cfg, &cache, &samples, 1, None);
+    let b = train::make_batch(&cfg, &cache, &samples, 1, None, &Default::default());
     assert_eq!(b.n, 3);
     assert_eq!(b.hard, vec![s.train[0].1 as i64, 2, -1]);
     let k = labels.len();
@@ -534,17 +611,25 @@ fn station_training_learns_empty_belts() {
     );
     assert_eq!(
         b.input,
-        train::make_batch(&cfg, &cache, &samples, 1, None).input
+        train::make_batch(&cfg, &cache, &samples, 1, None, &Default::default()).input
     );
     assert_ne!(
         b.input,
-        train::make_batch(&cfg, &cache, &samples, 2, None).input
+        train::make_batch(&cfg, &cache, &samples, 2, None, &Default::default()).input
     );
 
     let paths = RunPaths::new(&tmp.path().join("run"));
     let negatives = [other];
     let state = train::train(
-        &cfg, &paths, &cache, &s.train, &s.val, &negatives, false, None,
+        &cfg,
+        &paths,
+        &cache,
+        &s.train,
+        &s.val,
+        &negatives,
+        &Default::default(),
+        false,
+        None,
     )
     .unwrap();
     let h = &state.history;
@@ -614,4 +699,119 @@ fn station_training_learns_empty_belts() {
     assert_eq!(scores.images, s.val.len());
     assert_eq!(scores.other_kinds, 1);
     assert!((0.0..=1.0).contains(&scores.mild));
+}
+
+/// Extra heads (issue 16): a short run with article type, colour, gender and usage heads on the
+/// fixture photos exports one named output per head with its labels in the metadata; tract
+/// matches burn on every output; the int8 model keeps the heads; a single-head model still
+/// loads with none.
+#[test]
+fn extra_heads_train_export_and_quantize_with_named_outputs() {
+    let _serial = training_lock();
+    let s = split();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = ImageCache::open(&fixture(), &tmp.path().join("cache"), &all_ids(&s)).unwrap();
+    let attrs = training::heads::Attributes::load(&fixture()).unwrap();
+    let train_ids: Vec<u64> = s.train.iter().map(|e| e.0).collect();
+    let heads: Vec<training::heads::Head> = ["articleType", "colour", "gender", "usage"]
+        .iter()
+        .map(|k| attrs.head(k, &train_ids, 2, 0.5).unwrap())
+        .collect();
+    let layers = ["16:4/4v", "32v", "48/2v"].map(|l| l.parse().unwrap());
+    let arch = Arch {
+        heads: heads.iter().map(|h| h.labels.len()).collect(),
+        ..Arch::from_layers(layers.to_vec(), 0.0, s.labels.len())
+    };
+    let cfg = TrainConfig {
+        heads: heads.clone(),
+        ..fixture_config(&s, "multi", arch, 3)
+    };
+    let ids: Vec<u64> = s.train.iter().chain(&s.val).map(|e| e.0).collect();
+    let targets = attrs.targets(&heads, &ids);
+    let paths = RunPaths::new(&tmp.path().join("run"));
+    // Heads without targets are refused rather than trained on nothing.
+    assert!(train::train(
+        &cfg,
+        &paths,
+        &cache,
+        &s.train,
+        &s.val,
+        &[],
+        &Default::default(),
+        false,
+        None
+    )
+    .is_err());
+    let state = train::train(
+        &cfg,
+        &paths,
+        &cache,
+        &s.train,
+        &s.val,
+        &[],
+        &targets,
+        false,
+        None,
+    )
+    .unwrap();
+    let log = state.history.last().unwrap();
+    assert!(log.val_heads.as_deref().unwrap().contains("articleType="));
+    let onnx = tmp.path().join("multi.onnx");
+    let check = training::evaluate::export(&paths, "test", &s, &cache, &onnx).unwrap();
+    assert!(check.max_abs_logit_diff_tract_vs_burn < 1e-4);
+    let model = Model::from_path(&onnx, BackendKind::Tract, 1).unwrap();
+    let names: Vec<&str> = model.info.heads.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["articleType", "colour", "gender", "usage"]);
+    for (h, want) in model.info.heads.iter().zip(&heads) {
+        assert_eq!(h.labels, want.labels);
+    }
+    let imgs: Vec<&[u8]> = s.test.iter().map(|e| cache.get(e.0).unwrap()).collect();
+    let x = model.batch_input(&imgs);
+    let out = model.outputs(&x, imgs.len()).unwrap();
+    assert_eq!(out.len(), 5);
+    for (o, h) in out[1..].iter().zip(&heads) {
+        assert_eq!(o.len(), imgs.len() * h.labels.len());
+    }
+    assert_eq!(out[0], model.logits(&x, imgs.len()).unwrap());
+    // Per-head figures through the runtime.
+    let present: Vec<_> = s.test.clone();
+    let frames: Vec<Vec<u8>> = imgs.iter().map(|i| i.to_vec()).collect();
+    let metrics = training::heads_eval::head_metrics(&model, &attrs, &present, &frames).unwrap();
+    assert_eq!(metrics.len(), 4);
+    assert!(metrics.iter().all(|m| m.n > 0 && m.accuracy <= 1.0));
+    // int8 keeps the heads (the head Gemms stay float).
+    let bytes = std::fs::read(&onnx).unwrap();
+    let proto = {
+        use tagger_core::tract_onnx::prelude::Framework;
+        tagger_core::tract_onnx::onnx()
+            .proto_model_for_read(&mut std::io::Cursor::new(&bytes))
+            .unwrap()
+    };
+    let net = quantize::folded_from_onnx(&proto).unwrap();
+    assert_eq!(net.aux.len(), 4);
+    let calib: Vec<&[u8]> = s.train.iter().map(|e| cache.get(e.0).unwrap()).collect();
+    let input = model.batch_input(&calib);
+    let ranges =
+        quantize::calibrate(&net, &model.info, &input, calib.len(), Calibration::MinMax).unwrap();
+    assert_eq!(ranges.len(), net.convs.len());
+    let settings = quantize::QuantSettings::new(
+        &model.info,
+        Int8Form::Qlinear,
+        Calibration::MinMax,
+        &ranges,
+        calib.len(),
+        "fixture train split".into(),
+    );
+    let q = quantize::int8_bytes(&net, &model.info, &ranges, &settings).unwrap();
+    let int8 = Model::from_bytes(&q, "int8".into(), BackendKind::Tract, 1).unwrap();
+    assert_eq!(int8.info.heads, model.info.heads);
+    assert_eq!(int8.outputs(&x, imgs.len()).unwrap().len(), 5);
+    // A model without heads has none, as before.
+    let single = Model::from_path(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/robust.onnx"),
+        BackendKind::Tract,
+        1,
+    )
+    .unwrap();
+    assert!(single.info.heads.is_empty());
 }

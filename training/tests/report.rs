@@ -82,6 +82,7 @@ fn report_renders_from_cards_and_logs() {
             warmup_epochs: 0,
             ema: None,
             distill: None,
+            heads: vec![],
         }
     };
     for (variant, dropout, accs) in [("a", 0.2, [0.9, 0.97, 0.95]), ("b", 0.3, [0.9, 0.96, 0.96])] {

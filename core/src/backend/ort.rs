@@ -57,7 +57,7 @@ impl Backend for OrtBackend {
         "ort"
     }
 
-    fn run(&self, input: &[f32], n: usize) -> Result<Vec<f32>> {
+    fn run_all(&self, input: &[f32], n: usize) -> Result<Vec<Vec<f32>>> {
         let shape = [n, CHANNELS, HEIGHT as usize, WIDTH as usize];
         let tensor = TensorRef::from_array_view((shape, input))
             .map_err(|e| anyhow!("bad input batch: {e}"))?;
@@ -68,9 +68,13 @@ impl Backend for OrtBackend {
         let outputs = session
             .run(ort::inputs![tensor])
             .map_err(|e| anyhow!("onnxruntime inference failed: {e}"))?;
-        let (_, logits) = outputs[0]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| anyhow!("model output is not f32 logits: {e}"))?;
-        Ok(logits.to_vec())
+        (0..outputs.len())
+            .map(|i| {
+                let (_, values) = outputs[i]
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| anyhow!("model output {i} is not f32 logits: {e}"))?;
+                Ok(values.to_vec())
+            })
+            .collect()
     }
 }

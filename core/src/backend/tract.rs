@@ -32,9 +32,10 @@ impl TractBackend {
             .map_err(|e| anyhow!("ONNX model could not be typed by tract: {e:#}"))?
             .into_decluttered()
             .map_err(|e| anyhow!("ONNX model could not be simplified by tract: {e:#}"))?;
-        if model.inputs.len() != 1 || model.outputs.len() != 1 {
+        if model.inputs.len() != 1 || model.outputs.is_empty() {
             bail!(
-                "model has {} inputs and {} outputs; expected one image input and one logits output",
+                "model has {} inputs and {} outputs; expected one image input and a logits output \
+                 (then one per extra head)",
                 model.inputs.len(),
                 model.outputs.len()
             );
@@ -136,7 +137,7 @@ impl Backend for TractBackend {
         "tract"
     }
 
-    fn run(&self, input: &[f32], n: usize) -> Result<Vec<f32>> {
+    fn run_all(&self, input: &[f32], n: usize) -> Result<Vec<Vec<f32>>> {
         let plan = self.plan(n)?;
         let tensor = Tensor::from_shape(&[n, CHANNELS, HEIGHT as usize, WIDTH as usize], input)
             .context("input batch has the wrong length")?;
@@ -146,9 +147,13 @@ impl Backend for TractBackend {
         }))
         .map_err(|_| anyhow!("tract crashed running this model; it is not usable"))?
         .map_err(|e| anyhow!("tract inference failed: {e:#}"))?;
-        let view = out[0]
-            .to_plain_array_view::<f32>()
-            .map_err(|e| anyhow!("model output is not f32 logits: {e:#}"))?;
-        Ok(view.iter().copied().collect())
+        out.iter()
+            .map(|o| {
+                let view = o
+                    .to_plain_array_view::<f32>()
+                    .map_err(|e| anyhow!("model output is not f32 logits: {e:#}"))?;
+                Ok(view.iter().copied().collect())
+            })
+            .collect()
     }
 }

@@ -22,6 +22,10 @@ pub struct TagArgs {
     /// Below this confidence (0..1) the label is `unknown`: the needs-review path.
     #[arg(long, default_value_t = 0.0)]
     threshold: f32,
+    /// Multi-head models: below this confidence (0..1) an extra head's label (article type,
+    /// colour, gender, usage) is `unknown` and left out of the human line.
+    #[arg(long, default_value_t = tagger::classify::HEAD_THRESHOLD)]
+    head_threshold: f32,
     /// Images per inference call when tagging many files (1 to 4096).
     #[arg(long, default_value_t = 32, value_parser = parse_batch_size)]
     batch_size: usize,
@@ -45,6 +49,11 @@ pub fn run(args: TagArgs) -> Result<(), Error> {
     if !(0.0..=1.0).contains(&args.threshold) {
         return Err(Error::Usage("--threshold must be between 0 and 1".into()));
     }
+    if !(0.0..=1.0).contains(&args.head_threshold) {
+        return Err(Error::Usage(
+            "--head-threshold must be between 0 and 1".into(),
+        ));
+    }
     let model = load_model(&args.model).map_err(Error::Model)?;
     if args.top_k > model.classes() {
         return Err(Error::Usage(format!(
@@ -62,6 +71,7 @@ pub fn run(args: TagArgs) -> Result<(), Error> {
     let opts = TagOptions {
         top_k: args.top_k,
         threshold: args.threshold,
+        head_threshold: args.head_threshold,
         batch_size: args.batch_size,
     };
     let ctx = RecordContext {
@@ -69,7 +79,8 @@ pub fn run(args: TagArgs) -> Result<(), Error> {
         backend: model.backend_name(),
     };
     let stdout = std::io::stdout();
-    let mut out = Writer::new(stdout.lock(), args.format).map_err(Error::Output)?;
+    let heads: Vec<String> = model.info.heads.iter().map(|h| h.name.clone()).collect();
+    let mut out = Writer::new(stdout.lock(), args.format, &heads).map_err(Error::Output)?;
     let bar = if inputs.len() > 1 && std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(inputs.len() as u64)
     } else {

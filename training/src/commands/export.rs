@@ -161,6 +161,15 @@ fn reproduce_commands(cfg: &TrainConfig, split: &Path, run: &Path, out: &Path) -
                 )
             } else {
                 String::new()
+            } + &if cfg.heads.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<&str> = cfg.heads.iter().map(|h| h.name.as_str()).collect();
+                format!(
+                    " --heads {} --head-weight {}",
+                    names.join(","),
+                    cfg.heads[0].weight
+                )
             }
         ),
         format!(

@@ -12,6 +12,7 @@ pub mod calibrate;
 pub mod evaluate;
 pub mod export;
 pub mod frames;
+pub mod heads;
 pub mod negatives;
 pub mod quantize;
 pub mod report;

@@ -77,6 +77,16 @@ pub struct Args {
     /// Temperature of the teachers' softmax.
     #[arg(long, default_value_t = 2.0)]
     pub distill_temperature: f32,
+    /// Extra heads trained beside the class (heads.rs): articleType, colour, gender, usage.
+    /// Exported as one ONNX output each.
+    #[arg(long, value_delimiter = ',')]
+    pub heads: Vec<String>,
+    /// Loss weight of each extra head (the class has 1).
+    #[arg(long, default_value_t = 0.5)]
+    pub head_weight: f32,
+    /// Values with fewer training photos are folded into `other` (articleType) or masked.
+    #[arg(long, default_value_t = 200)]
+    pub head_min_images: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     #[arg(long)]
@@ -110,6 +120,9 @@ pub fn run(args: Args) -> Result<()> {
         teacher,
         distill_weight,
         distill_temperature,
+        heads,
+        head_weight,
+        head_min_images,
         seed,
         resume,
         stop_after,
@@ -124,6 +137,20 @@ pub fn run(args: Args) -> Result<()> {
     let negatives = negatives
         .map(|p| Negatives::load(&p, &split_file).map(|n| (p, n)))
         .transpose()?;
+    let attributes = if heads.is_empty() {
+        None
+    } else {
+        Some(training::heads::Attributes::load(&data).map_err(training::error::data)?)
+    };
+    let train_ids: Vec<u64> = split.train.iter().map(|e| e.0).collect();
+    let heads: Vec<training::heads::Head> = match &attributes {
+        Some(a) => heads
+            .iter()
+            .map(|k| a.head(k, &train_ids, head_min_images, head_weight))
+            .collect::<Result<_>>()
+            .map_err(training::error::usage)?,
+        None => vec![],
+    };
     let mut labels = split.labels.clone();
     if station {
         labels.push(tagger_core::classify::NONE.to_string());
@@ -137,9 +164,13 @@ pub fn run(args: Args) -> Result<()> {
                 layers,
                 dropout,
                 classes: labels.len(),
+                heads: heads.iter().map(|h| h.labels.len()).collect(),
             }
         } else {
-            Arch::from_layers(layers, dropout, labels.len())
+            Arch {
+                heads: heads.iter().map(|h| h.labels.len()).collect(),
+                ..Arch::from_layers(layers, dropout, labels.len())
+            }
         },
         epochs,
         batch_size,
@@ -165,7 +196,16 @@ pub fn run(args: Args) -> Result<()> {
             weight: distill_weight,
             temperature: distill_temperature,
         }),
+        heads,
     };
+    for h in &cfg.heads {
+        eprintln!(
+            "head {}: {} labels ({})",
+            h.name,
+            h.labels.len(),
+            h.labels.join(", ")
+        );
+    }
     cfg.arch
         .validate()
         .map_err(|e| anyhow::anyhow!("--channels/--layers: {e}"))?;
@@ -180,6 +220,13 @@ pub fn run(args: Args) -> Result<()> {
         .as_ref()
         .map(|(_, n)| n.ids("train"))
         .unwrap_or_default();
+    let head_targets = match &attributes {
+        Some(a) => {
+            let ids: Vec<u64> = split.train.iter().chain(&split.val).map(|e| e.0).collect();
+            a.targets(&cfg.heads, &ids)
+        }
+        None => Default::default(),
+    };
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&name));
     eprintln!(
         "training {name}: {} params (folded), {:.1} MFLOP/image, receptive field {} px",
@@ -194,6 +241,7 @@ pub fn run(args: Args) -> Result<()> {
         &split.train,
         &split.val,
         &negative_ids,
+        &head_targets,
         resume,
         stop_after,
     )
