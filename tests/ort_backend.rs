@@ -36,3 +36,36 @@ fn ort_and_tract_agree_on_real_photos() {
         assert!(diff < 1e-4, "batch {n}: logits differ by {diff}");
     }
 }
+
+#[test]
+fn ort_and_tract_agree_on_every_head_of_a_multi_head_model() {
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        eprintln!("skipped: set ORT_DYLIB_PATH to libonnxruntime.so to compare backends");
+        return;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/multihead.onnx");
+    let tract = Model::from_path(&path, BackendKind::Tract, 1).unwrap();
+    let ort = Model::from_path(&path, BackendKind::Ort, 1).unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/examples");
+    let images: Vec<Vec<u8>> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| preprocess::file_to_chw(&e.unwrap().path()).unwrap())
+        .collect();
+    let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
+    let input = tract.batch_input(&refs);
+    let (a, b) = (
+        tract.outputs(&input, refs.len()).unwrap(),
+        ort.outputs(&input, refs.len()).unwrap(),
+    );
+    assert_eq!(a.len(), 1 + tract.info.heads.len());
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.len(), y.len());
+        let diff = x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-4, "outputs differ by {diff}");
+    }
+}
