@@ -608,8 +608,11 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
            0.921 vs 0.911 at epoch 10) but ends 0.14 pp below b (catalogue +0.08, mild -0.05, \
            hard -0.45 pp): with the cosine schedule ending near zero the last weights are already \
            an average, so it brings nothing here. The ingredients (36 epochs, warm-up, label \
-           smoothing, negatives, cut-out jitter) are not ablated one by one, and extra heads \
-           (articleType, gender) for Shoes vs Sandal vs Flip Flops are untried; the catalogue, \
+           smoothing, negatives, cut-out jitter) are not ablated one by one. Extra heads \
+           (*Multi-head model* above) cost the class accuracy at loss weight 0.5 and 0.06-0.38 pp \
+           of validation score at 0.15 (2 seeds; hard frames lower on both); on test the shipped \
+           one moved Sandal and Flip Flops up (+6.5 and +3.4 pp, 6 and 3 photos) and Shoes down \
+           (-0.5 pp), too few photos to call a gain. The catalogue, \
            mild and tray goals of issue 12 likely need more capacity than `fast`'s network \
            within 45 minutes.\n\
          - Sweep weight decay and width at the chosen learning rate, with 2-3 seeds per point: the \
