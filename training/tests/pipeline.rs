@@ -48,6 +48,29 @@ fn all_ids(s: &Split) -> Vec<u64> {
         .collect()
 }
 
+/// `train::train` on the fixture split without negatives or extra heads.
+fn fit(
+    cfg: &TrainConfig,
+    paths: &RunPaths,
+    cache: &ImageCache,
+    s: &Split,
+    resume: bool,
+    stop_after: Option<usize>,
+) -> anyhow::Result<train::RunState> {
+    let no_heads = Default::default();
+    train::train(
+        cfg,
+        paths,
+        cache,
+        &s.train,
+        &s.val,
+        &[],
+        &no_heads,
+        resume,
+        stop_after,
+    )
+}
+
 /// Small-batch training settings for the fixture photos.
 fn fixture_config(s: &Split, name: &str, arch: Arch, epochs: usize) -> TrainConfig {
     TrainConfig {
@@ -139,31 +162,9 @@ fn ema_run_resumes_to_the_same_average() {
     let run = |dir: &str, split_at: Option<usize>| {
         let paths = RunPaths::new(&tmp.path().join(dir));
         if let Some(n) = split_at {
-            train::train(
-                &cfg,
-                &paths,
-                &cache,
-                &s.train,
-                &s.val,
-                &[],
-                &Default::default(),
-                false,
-                Some(n),
-            )
-            .unwrap();
+            fit(&cfg, &paths, &cache, &s, false, Some(n)).unwrap();
         }
-        let state = train::train(
-            &cfg,
-            &paths,
-            &cache,
-            &s.train,
-            &s.val,
-            &[],
-            &Default::default(),
-            split_at.is_some(),
-            None,
-        )
-        .unwrap();
+        let state = fit(&cfg, &paths, &cache, &s, split_at.is_some(), None).unwrap();
         (paths, state)
     };
     let (whole, a) = run("whole", None);
@@ -200,61 +201,17 @@ fn smoke_training_loss_falls_resumes_and_exports() {
     let cfg = fixture_config(&s, "smoke", arch, 20);
     let paths = RunPaths::new(&tmp.path().join("run"));
     // Train 10 of 20 epochs (as if killed), then resume from the checkpoint.
-    let early = train::train(
-        &cfg,
-        &paths,
-        &cache,
-        &s.train,
-        &s.val,
-        &[],
-        &Default::default(),
-        false,
-        Some(10),
-    )
-    .unwrap();
+    let early = fit(&cfg, &paths, &cache, &s, false, Some(10)).unwrap();
     assert_eq!(early.epochs_done, 10);
     // Same directory without --resume is refused rather than overwritten.
-    assert!(train::train(
-        &cfg,
-        &paths,
-        &cache,
-        &s.train,
-        &s.val,
-        &[],
-        &Default::default(),
-        false,
-        None
-    )
-    .is_err());
+    assert!(fit(&cfg, &paths, &cache, &s, false, None).is_err());
     // Resuming with other settings is refused too.
     let other = TrainConfig {
         lr: 1.0,
         ..cfg.clone()
     };
-    assert!(train::train(
-        &other,
-        &paths,
-        &cache,
-        &s.train,
-        &s.val,
-        &[],
-        &Default::default(),
-        true,
-        None
-    )
-    .is_err());
-    let state = train::train(
-        &cfg,
-        &paths,
-        &cache,
-        &s.train,
-        &s.val,
-        &[],
-        &Default::default(),
-        true,
-        None,
-    )
-    .unwrap();
+    assert!(fit(&other, &paths, &cache, &s, true, None).is_err());
+    let state = fit(&cfg, &paths, &cache, &s, true, None).unwrap();
     assert_eq!(state.history[9].train_loss, early.history[9].train_loss);
     assert_eq!(state.epochs_done, 20);
     assert_eq!(state.history.len(), 20);
@@ -422,18 +379,7 @@ fn strided_layers_export_and_quantize_consistently() {
     let arch = Arch::from_layers(layers.to_vec(), 0.0, s.labels.len());
     let cfg = fixture_config(&s, "strided", arch, 4);
     let paths = RunPaths::new(&tmp.path().join("run"));
-    train::train(
-        &cfg,
-        &paths,
-        &cache,
-        &s.train,
-        &s.val,
-        &[],
-        &Default::default(),
-        false,
-        None,
-    )
-    .unwrap();
+    fit(&cfg, &paths, &cache, &s, false, None).unwrap();
     let onnx = tmp.path().join("strided.onnx");
     let check = training::evaluate::export(&paths, "test", &s, &cache, &onnx).unwrap();
     assert!(check.max_abs_logit_diff_tract_vs_burn < 1e-4);
@@ -730,18 +676,7 @@ fn extra_heads_train_export_and_quantize_with_named_outputs() {
     let targets = attrs.targets(&heads, &ids);
     let paths = RunPaths::new(&tmp.path().join("run"));
     // Heads without targets are refused rather than trained on nothing.
-    assert!(train::train(
-        &cfg,
-        &paths,
-        &cache,
-        &s.train,
-        &s.val,
-        &[],
-        &Default::default(),
-        false,
-        None
-    )
-    .is_err());
+    assert!(fit(&cfg, &paths, &cache, &s, false, None).is_err());
     let state = train::train(
         &cfg,
         &paths,
