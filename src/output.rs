@@ -1,6 +1,6 @@
 //! Output formats of `tag`: human lines, JSON lines, CSV.
 
-use crate::classify::tags_text;
+use crate::classify::with_tags;
 use crate::tagging::TagResult;
 use serde_json::json;
 use std::io::Write;
@@ -55,16 +55,10 @@ impl<W: Write> Writer<W> {
         match self.format {
             Format::Human => match &r.outcome {
                 Ok(t) => {
-                    let shown = tags_text(&t.tags);
-                    let label = if shown.is_empty() {
-                        t.verdict.label.clone()
-                    } else {
-                        format!("{} ({shown})", t.verdict.label)
-                    };
                     let mut line = format!(
                         "{}\t{}\t{:.3}",
                         human_path(&r.path),
-                        label,
+                        with_tags(&t.verdict.label, &t.tags),
                         t.verdict.confidence
                     );
                     if t.verdict.top.len() > 1 {

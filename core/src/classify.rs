@@ -74,6 +74,16 @@ pub fn tags_text(tags: &[Tag]) -> String {
         .join(", ")
 }
 
+/// `Shoes (Casual Shoes, Black, Men)`: a label followed by its shown tags, or the label alone.
+pub fn with_tags(label: &str, tags: &[Tag]) -> String {
+    let shown = tags_text(tags);
+    if shown.is_empty() {
+        label.to_string()
+    } else {
+        format!("{label} ({shown})")
+    }
+}
+
 /// Numerically stable softmax.
 pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -177,6 +187,8 @@ mod tests {
             "a flat colour guess is not shown"
         );
         assert_eq!(tags_text(&t), "Men");
+        assert_eq!(with_tags("Shoes", &t), "Shoes (Men)");
+        assert_eq!(with_tags("Shoes", &[]), "Shoes");
         let unsure = verdict(&[0.0, 0.1, 0.0], &labels(), 1, 0.6);
         assert!(tags(&unsure, &rows, &heads, 1, HEAD_THRESHOLD).is_empty());
     }

@@ -78,10 +78,7 @@ impl Live {
         std::thread::spawn(move || loop {
             match live.pending.take(Duration::from_millis(200)) {
                 Take::Item(rgb) => {
-                    let mut jpeg = Vec::with_capacity(64 * 1024);
-                    let mut enc =
-                        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, live.quality);
-                    if enc.encode_image(&rgb).is_ok() {
+                    if let Ok(jpeg) = super::jpeg(&rgb, live.quality) {
                         live.publish(jpeg);
                     }
                 }

@@ -102,11 +102,15 @@ fn timestamp() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
+/// An annotated frame as JPEG: what snapshots, the page's thumbnails and `/stream.mjpg` send.
+fn jpeg(frame: &RgbImage, quality: u8) -> image::ImageResult<Vec<u8>> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality).encode_image(frame)?;
+    Ok(out)
+}
+
 fn snapshot(dir: &Path, seq: u64, label: &str, frame: &RgbImage, quality: u8) -> Result<PathBuf> {
-    let mut jpeg = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, quality)
-        .encode_image(frame)
-        .context("cannot encode snapshot")?;
+    let jpeg = jpeg(frame, quality).context("cannot encode snapshot")?;
     let safe: String = label
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -278,11 +282,7 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
                 &mut rgb,
                 &roi,
                 &Annotation {
-                    label: &if tags_text.is_empty() {
-                        v.label.clone()
-                    } else {
-                        format!("{} ({tags_text})", v.label)
-                    },
+                    label: &classify::with_tags(&v.label, &tags),
                     confidence: v.confidence,
                     uncertain: !confident,
                 },
@@ -414,11 +414,7 @@ fn thumbnail_jpeg(frame: &RgbImage) -> Option<Arc<Vec<u8>>> {
     let w = frame.width().min(320);
     let h = (frame.height() as u64 * w as u64 / frame.width().max(1) as u64).max(1) as u32;
     let small = image::imageops::thumbnail(frame, w, h);
-    let mut jpeg = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
-        .encode_image(&small)
-        .ok()?;
-    Some(Arc::new(jpeg))
+    jpeg(&small, 80).ok().map(Arc::new)
 }
 
 fn stats_line(stats: &mut Stats, dropped: u64, as_json: bool, event: &str) {

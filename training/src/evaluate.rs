@@ -115,33 +115,23 @@ pub fn parity(
     set: &[Entry],
 ) -> Result<f32> {
     let runtime = Model::from_bytes(onnx_bytes, "export check".into(), BackendKind::Tract, 1)?;
-    let (burn_logits, _) = predict(
-        model,
-        cache,
-        set,
-        &cfg.normalization,
-        &Device::flex(),
-        "export check",
-    );
     let present: Vec<&[u8]> = set.iter().filter_map(|e| cache.get(e.0)).collect();
     let input = runtime.batch_input(&present);
     debug_assert_eq!(input.len(), present.len() * IMAGE_LEN);
     let tract_outputs = runtime.outputs(&input, present.len())?;
-    let mut burn_outputs = vec![burn_logits.into_iter().flatten().collect::<Vec<f32>>()];
-    if !cfg.heads.is_empty() {
-        // The extra heads too, output by output.
-        let (x, _, _) =
-            crate::train::batch_tensors(cache, set, &cfg.normalization, &Device::flex());
-        let (_, aux) = model.forward_all(x);
-        for a in aux {
-            burn_outputs.push(
-                a.into_data()
-                    .convert::<f32>()
-                    .try_to_vec::<f32>()
-                    .map_err(|e| anyhow::anyhow!("reading head outputs: {e:?}"))?,
-            );
-        }
-    }
+    // burn's class logits and extra heads from one pass over the same images (one batch: the
+    // export check uses a few dozen).
+    let (x, _, _) = crate::train::batch_tensors(cache, set, &cfg.normalization, &Device::flex());
+    let (logits, aux) = model.forward_all(x);
+    let burn_outputs = std::iter::once(logits)
+        .chain(aux)
+        .map(|t| {
+            t.into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("reading burn outputs: {e:?}"))
+        })
+        .collect::<Result<Vec<Vec<f32>>>>()?;
     if burn_outputs.len() != tract_outputs.len() {
         bail!(
             "burn gave {} outputs, tract {}",

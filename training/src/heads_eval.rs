@@ -23,23 +23,6 @@ pub struct HeadScore {
     pub macro_f1: f64,
 }
 
-/// Every output of `model` for network-sized CHW frames, 256 at a time: per output, the values
-/// of all frames.
-pub fn outputs(model: &Model, frames: &[Vec<u8>]) -> Result<Vec<Vec<f32>>> {
-    let mut out: Vec<Vec<f32>> = vec![vec![]; 1 + model.info.heads.len()];
-    for chunk in frames.chunks(256) {
-        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-        let o = model.outputs(&model.batch_input(&refs), refs.len())?;
-        if o.iter().flatten().any(|v| !v.is_finite()) {
-            bail!("{}: non-finite outputs", model.source);
-        }
-        for (acc, part) in out.iter_mut().zip(o) {
-            acc.extend(part);
-        }
-    }
-    Ok(out)
-}
-
 /// Metrics of each extra head of `model` on `frames` (one per entry of `present`, same order).
 pub fn head_metrics(
     model: &Model,
@@ -53,7 +36,7 @@ pub fn head_metrics(
             model.source
         );
     }
-    let out = outputs(model, frames)?;
+    let out = crate::station_eval::outputs(model, frames)?;
     Ok(model
         .info
         .heads

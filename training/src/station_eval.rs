@@ -50,17 +50,26 @@ pub fn reported(logits: &[f32], labels: &[String]) -> Option<String> {
     classify::is_product(&v.label).then_some(v.label)
 }
 
-/// Logits of network-sized CHW frames through the runtime, `classes` per frame, 256 frames per
-/// call (bounded input memory); non-finite logits are an error.
+/// Logits of network-sized CHW frames through the runtime, `classes` per frame (see
+/// [`outputs`]).
 pub fn logits<F: AsRef<[u8]>>(model: &Model, frames: &[F]) -> Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(frames.len() * model.classes());
+    Ok(outputs(model, frames)?.swap_remove(0))
+}
+
+/// Every output of the model (class logits, then each extra head's) for network-sized CHW
+/// frames through the runtime: per output, the values of all frames. 256 frames per call
+/// (bounded input memory); non-finite outputs are an error.
+pub fn outputs<F: AsRef<[u8]>>(model: &Model, frames: &[F]) -> Result<Vec<Vec<f32>>> {
+    let mut out: Vec<Vec<f32>> = vec![vec![]; 1 + model.info.heads.len()];
     for chunk in frames.chunks(256) {
         let refs: Vec<&[u8]> = chunk.iter().map(AsRef::as_ref).collect();
-        let l = model.logits(&model.batch_input(&refs), refs.len())?;
-        if l.iter().any(|v| !v.is_finite()) {
+        let o = model.outputs(&model.batch_input(&refs), refs.len())?;
+        if o.iter().flatten().any(|v| !v.is_finite()) {
             bail!("{}: non-finite logits", model.source);
         }
-        out.extend(l);
+        for (acc, part) in out.iter_mut().zip(o) {
+            acc.extend(part);
+        }
     }
     Ok(out)
 }
