@@ -2,6 +2,7 @@
 //! updated by the inference loop and read by the server threads. One short lock per frame; a
 //! reader copies what it needs and renders outside the lock, so a slow client never holds it.
 
+use crate::bench::percentile;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -213,13 +214,10 @@ impl Board {
                 status.fps = (fresh.len() - 1) as f64 / span;
             }
         }
-        let mut lat: Vec<f32> = window.iter().map(|w| w.1).collect();
-        lat.sort_by(f32::total_cmp);
-        let pick = |q: f64| {
-            lat.get(((lat.len() as f64 - 1.0) * q).round() as usize)
-                .map_or(0.0, |&v| v as f64)
-        };
-        (status.p50_ms, status.p99_ms) = (pick(0.5), pick(0.99));
+        // The same percentile as the stats line on stderr and `tag bench`.
+        let mut lat: Vec<f64> = window.iter().map(|w| w.1 as f64).collect();
+        lat.sort_by(f64::total_cmp);
+        (status.p50_ms, status.p99_ms) = (percentile(&lat, 50.0), percentile(&lat, 99.0));
         status
     }
 
@@ -366,7 +364,7 @@ mod tests {
         assert!(m.contains("tag_latency_ms_count 4\n"), "{m}");
         assert!(m.contains("tag_frames_dropped_total 2\n"), "{m}");
         let st = b.status();
-        assert_eq!((st.p50_ms, st.p99_ms), (3.0, 900.0));
+        assert_eq!((st.p50_ms as f32, st.p99_ms), (0.7, 900.0), "nearest rank");
         assert_eq!((st.frames, st.dropped, st.corrupt), (4, 2, 1));
         assert_eq!(st.per_label.values().sum::<u64>(), 1);
         assert!(m.contains("tag_source_reconnects_total 0\n"), "{m}");
