@@ -2,6 +2,7 @@
 //! updated by the inference loop and read by the server threads. One short lock per frame; a
 //! reader copies what it needs and renders outside the lock, so a slow client never holds it.
 
+use super::stats::WINDOW;
 use crate::bench::percentile;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -14,8 +15,6 @@ pub const RECENT: usize = 50;
 pub const LATENCY_BUCKETS_MS: [f64; 9] = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 500.0];
 /// `/healthz` says 503 when no frame was classified for this long.
 pub const STALE_AFTER: Duration = Duration::from_secs(5);
-/// Frames whose latency and arrival time feed the page's fps, p50 and p99.
-const WINDOW: usize = 256;
 /// Verdicts listed on the page (newest first); the JPEG thumbnails of older ones are dropped.
 pub const PAGE_VERDICTS: usize = 12;
 

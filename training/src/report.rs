@@ -733,11 +733,11 @@ fn station_table(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
         )?;
         writeln!(
             md,
-            "| variant | seed | epochs | catalogue share | cut-out jitter | label smoothing | distilled from | weight average (EMA) | best epoch | score | val catalogue | val mild | val hard | val empty as product | images/s |"
+            "| variant | MFLOP | seed | epochs | catalogue share | cut-out jitter | label smoothing | distilled from | weight average (EMA) | best epoch | score | val catalogue | val mild | val hard | val empty as product | images/s |"
         )?;
         writeln!(
             md,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         )?;
         // `robust` is chosen among the single-head runs; multi-head runs are compared below.
         let chosen = inp
@@ -757,7 +757,7 @@ fn station_table(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
             ips.sort_by(f64::total_cmp);
             writeln!(
                 md,
-                "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {:.4} | {} | {} | {} | {} | {:.0} |",
+                "| {}{} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {:.4} | {} | {} | {} | {} | {:.0} |",
                 r.variant,
                 if chosen.as_deref() == Some(r.variant.as_str()) {
                     " (chosen)"
@@ -766,6 +766,7 @@ fn station_table(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
                 } else {
                     ""
                 },
+                r.config.arch.flops() as f64 / 1e6,
                 r.config.seed,
                 r.config.epochs,
                 st.map_or("-".into(), |s| format!("{:.2}", s.catalogue_share)),

@@ -581,21 +581,34 @@ pub fn load_module(arch: &Arch, path: &Path, device: &Device) -> Result<Cnn> {
     })
 }
 
+/// What a run trains on: the decoded images and the parts of the split.
+#[derive(Clone, Copy)]
+pub struct TrainData<'a> {
+    pub cache: &'a ImageCache,
+    pub train: &'a [Entry],
+    pub val: &'a [Entry],
+    /// The other kinds' ids, used by station runs as negatives.
+    pub negatives: &'a [u64],
+    /// Targets of the extra heads; empty for a single-head run.
+    pub heads: &'a HeadTargets,
+}
+
 /// Trains (or resumes) a run in `paths.dir`. `stop_after` ends the call after that many epochs
 /// (the schedule still spans `cfg.epochs`), so a long run can be split across sessions.
-/// `negatives` are the other kinds' ids, used by station runs.
-#[allow(clippy::too_many_arguments)]
 pub fn train(
     cfg: &TrainConfig,
     paths: &RunPaths,
-    cache: &ImageCache,
-    train_set: &[Entry],
-    val_set: &[Entry],
-    negatives: &[u64],
-    heads: &HeadTargets,
+    data: TrainData,
     resume: bool,
     stop_after: Option<usize>,
 ) -> Result<RunState> {
+    let TrainData {
+        cache,
+        train: train_set,
+        val: val_set,
+        negatives,
+        heads,
+    } = data;
     if heads.is_empty() != cfg.heads.is_empty() {
         bail!(
             "the run has {} extra head(s) but no targets for them were given",

@@ -11,7 +11,7 @@ use training::cache::ImageCache;
 use training::model::Arch;
 use training::quantize::{self, Calibration, Int8Form};
 use training::split::{Split, SplitOptions};
-use training::train::{self, RunPaths, TrainConfig};
+use training::train::{self, RunPaths, TrainConfig, TrainData};
 
 /// burn's device seed is process-wide: tests that train run one at a time, so each starts from
 /// its own seed whatever else runs (otherwise initialisation depends on scheduling).
@@ -58,17 +58,14 @@ fn fit(
     stop_after: Option<usize>,
 ) -> anyhow::Result<train::RunState> {
     let no_heads = Default::default();
-    train::train(
-        cfg,
-        paths,
+    let data = TrainData {
         cache,
-        &s.train,
-        &s.val,
-        &[],
-        &no_heads,
-        resume,
-        stop_after,
-    )
+        train: &s.train,
+        val: &s.val,
+        negatives: &[],
+        heads: &no_heads,
+    };
+    train::train(cfg, paths, data, resume, stop_after)
 }
 
 /// Small-batch training settings for the fixture photos.
@@ -566,18 +563,14 @@ fn station_training_learns_empty_belts() {
 
     let paths = RunPaths::new(&tmp.path().join("run"));
     let negatives = [other];
-    let state = train::train(
-        &cfg,
-        &paths,
-        &cache,
-        &s.train,
-        &s.val,
-        &negatives,
-        &Default::default(),
-        false,
-        None,
-    )
-    .unwrap();
+    let data = TrainData {
+        cache: &cache,
+        train: &s.train,
+        val: &s.val,
+        negatives: &negatives,
+        heads: &Default::default(),
+    };
+    let state = train::train(&cfg, &paths, data, false, None).unwrap();
     let h = &state.history;
     assert!(
         h.last().unwrap().train_loss < h[0].train_loss,
@@ -677,18 +670,14 @@ fn extra_heads_train_export_and_quantize_with_named_outputs() {
     let paths = RunPaths::new(&tmp.path().join("run"));
     // Heads without targets are refused rather than trained on nothing.
     assert!(fit(&cfg, &paths, &cache, &s, false, None).is_err());
-    let state = train::train(
-        &cfg,
-        &paths,
-        &cache,
-        &s.train,
-        &s.val,
-        &[],
-        &targets,
-        false,
-        None,
-    )
-    .unwrap();
+    let data = TrainData {
+        cache: &cache,
+        train: &s.train,
+        val: &s.val,
+        negatives: &[],
+        heads: &targets,
+    };
+    let state = train::train(&cfg, &paths, data, false, None).unwrap();
     let log = state.history.last().unwrap();
     assert!(log.val_heads.as_deref().unwrap().contains("articleType="));
     let onnx = tmp.path().join("multi.onnx");

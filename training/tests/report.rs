@@ -128,8 +128,12 @@ fn report_renders_from_cards_and_logs() {
         md.contains("+1.73 pp vs baseline") || md.contains("(+1.73 pp vs baseline)"),
         "{md}"
     );
-    assert!(md.contains("| s2 (chosen) | 1 | 2 | 0.25 | no |"), "{md}");
-    assert!(md.contains("| s1 | 1 | 2 |"), "{md}");
+    let mflop = config(0.3).arch.flops() as f64 / 1e6;
+    assert!(
+        md.contains(&format!("| s2 (chosen) | {mflop:.1} | 1 | 2 | 0.25 | no |")),
+        "{md}"
+    );
+    assert!(md.contains(&format!("| s1 | {mflop:.1} | 1 | 2 |")), "{md}");
     // The baseline card's station figures are in the station table.
     let mild = base["station"]["float_test"]["mild"].as_f64().unwrap();
     assert!(

@@ -8,7 +8,7 @@ use training::augment::Augment;
 use training::model::{Arch, Layer};
 use training::negatives::Negatives;
 use training::split::Split;
-use training::train::{RunPaths, TrainConfig};
+use training::train::{RunPaths, TrainConfig, TrainData};
 
 /// Train one model on a split; checkpoints every epoch, `--resume` continues a killed run.
 #[derive(clap::Args)]
@@ -234,18 +234,15 @@ pub fn run(args: Args) -> Result<()> {
         cfg.arch.flops() as f64 / 1e6,
         cfg.arch.receptive_field()
     );
-    let state = training::train::train(
-        &cfg,
-        &RunPaths::new(&out),
-        &cache,
-        &split.train,
-        &split.val,
-        &negative_ids,
-        &head_targets,
-        resume,
-        stop_after,
-    )
-    .with_context(|| format!("training {name}"))?;
+    let data = TrainData {
+        cache: &cache,
+        train: &split.train,
+        val: &split.val,
+        negatives: &negative_ids,
+        heads: &head_targets,
+    };
+    let state = training::train::train(&cfg, &RunPaths::new(&out), data, resume, stop_after)
+        .with_context(|| format!("training {name}"))?;
     let last = state.history.last();
     eprintln!(
         "done: {} epochs in {:.0}s, best val acc {:.4} at epoch {}, last {:.0} img/s; \
