@@ -95,22 +95,50 @@ fn report_renders_from_cards_and_logs() {
         )
         .unwrap();
     }
-    // Two station-model variants: `s1` has the better catalogue accuracy, `s2` the better
-    // station score (mean of catalogue, mild and hard, less empty frames reported).
-    for (variant, epochs) in [
+    // Two station-model variants, seeds 1 and 2 of one recipe; the `robust` card was trained
+    // by `s2`, so the table marks that one shipped. Each is scored at its best station score
+    // (mean of catalogue, mild and hard, less empty frames reported): s2's second epoch.
+    let station_cfg = |seed: u64| training::train::TrainConfig {
+        seed,
+        station: Some(training::train::StationTraining::new(None)),
+        ..config(0.3)
+    };
+    for (variant, seed, epochs) in [
         (
             "s1",
+            1,
             vec![(0.97, 0.80, 0.70, 0.02), (0.975, 0.82, 0.72, 0.01)],
         ),
-        ("s2", vec![(0.95, 0.93, 0.90, 0.0), (0.96, 0.94, 0.91, 0.0)]),
+        (
+            "s2",
+            2,
+            vec![(0.95, 0.93, 0.90, 0.0), (0.96, 0.94, 0.91, 0.0)],
+        ),
     ] {
         let d = runs.join("station-runs").join(variant);
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("history.csv"), station_history(&epochs)).unwrap();
-        let mut cfg = config(0.3);
-        cfg.station = Some(training::train::StationTraining::new(None));
+        let cfg = station_cfg(seed);
         std::fs::write(d.join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
     }
+    let mut robust = base.clone();
+    let cfg = station_cfg(2);
+    robust["name"] = "robust".into();
+    robust["arch"] = serde_json::to_value(&cfg.arch).unwrap();
+    for (key, value) in [
+        ("seed", serde_json::json!(2)),
+        ("epochs", serde_json::json!(cfg.epochs)),
+        ("lr", serde_json::json!(cfg.lr)),
+        ("weight_decay", serde_json::json!(cfg.weight_decay)),
+        ("station", serde_json::to_value(&cfg.station).unwrap()),
+    ] {
+        robust["training"][key] = value;
+    }
+    std::fs::write(
+        models.join("robust.json"),
+        serde_json::to_vec(&robust).unwrap(),
+    )
+    .unwrap();
     assert_eq!(report::collect(&runs, &data).unwrap(), 12);
     let out = report::write(&models, &data, &docs).unwrap();
     let md = std::fs::read_to_string(out).unwrap();
@@ -130,7 +158,9 @@ fn report_renders_from_cards_and_logs() {
     );
     let mflop = config(0.3).arch.flops() as f64 / 1e6;
     assert!(
-        md.contains(&format!("| s2 (chosen) | {mflop:.1} | 1 | 2 | 0.25 | no |")),
+        md.contains(&format!(
+            "| s2 (shipped) | {mflop:.1} | 2 | 2 | 0.25 | no | 0 | - | - | 2 | 0.9367 |"
+        )),
         "{md}"
     );
     assert!(md.contains(&format!("| s1 | {mflop:.1} | 1 | 2 |")), "{md}");

@@ -80,15 +80,13 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     card.save(&card_path)?;
-    let img = PathBuf::from("docs/img");
-    std::fs::create_dir_all(&img)?;
     for (from, to) in [
         ("curves.png", "curves"),
         ("confusion_test.png", "confusion"),
     ] {
         let src = run.join(from);
         if src.is_file() {
-            std::fs::copy(&src, img.join(format!("{}-{to}.png", cfg.name)))?;
+            std::fs::copy(&src, super::picture_path(&out, to)?)?;
         }
     }
     eprintln!("wrote {}", card_path.display());

@@ -71,9 +71,7 @@ pub fn run(args: Args) -> Result<()> {
                 .enumerate()
                 .find(|(_, h)| h.name == "articleType")
             {
-                let img = PathBuf::from("docs/img")
-                    .join(format!("{}-articletype-confusion.png", m.info.name));
-                std::fs::create_dir_all("docs/img")?;
+                let img = super::picture_path(&args.model, "articletype-confusion")?;
                 training::plots::confusion(
                     &catalogue[i],
                     &format!("{}: article type, {} photos", m.info.name, args.part),

@@ -33,6 +33,23 @@ pub struct DataArgs {
     pub cache_dir: PathBuf,
 }
 
+/// Where a command draws the pictures of the model `model` (an ONNX path): docs/img for a
+/// shipped model (one in models/), otherwise beside the model, so an experiment exported or
+/// scored elsewhere cannot overwrite a shipped model's pictures. Named `<stem>-<what>.png`.
+pub fn picture_path(model: &Path, what: &str) -> Result<PathBuf> {
+    let stem = model
+        .file_stem()
+        .map_or("model".into(), |s| s.to_string_lossy());
+    let dir = model.parent().unwrap_or(Path::new(""));
+    let dir = if dir.file_name().is_some_and(|d| d == "models") {
+        PathBuf::from("docs/img")
+    } else {
+        dir.to_path_buf()
+    };
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir.join(format!("{stem}-{what}.png")))
+}
+
 /// The cache of the split's images.
 pub fn open_cache(data: &Path, cache_dir: &Path, split: &Split) -> Result<ImageCache> {
     open_cache_with(data, cache_dir, split, None)
