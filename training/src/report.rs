@@ -59,6 +59,7 @@ impl ArchRun {
             && (c.lr, c.weight_decay, c.label_smoothing)
                 == (t.lr, t.weight_decay, t.label_smoothing)
             && c.warmup_epochs == t.warmup_epochs
+            && c.augment == t.augment
             && c.station == t.station
             && c.ema == t.ema
             && c.distill == t.distill

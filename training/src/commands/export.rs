@@ -86,7 +86,7 @@ pub fn run(args: Args) -> Result<()> {
     ] {
         let src = run.join(from);
         if src.is_file() {
-            std::fs::copy(&src, super::picture_path(&out, to)?)?;
+            std::fs::copy(&src, super::picture_path(&out, &cfg.name, to)?)?;
         }
     }
     eprintln!("wrote {}", card_path.display());

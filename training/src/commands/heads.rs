@@ -71,7 +71,7 @@ pub fn run(args: Args) -> Result<()> {
                 .enumerate()
                 .find(|(_, h)| h.name == "articleType")
             {
-                let img = super::picture_path(&args.model, "articletype-confusion")?;
+                let img = super::picture_path(&args.model, &m.info.name, "articletype-confusion")?;
                 training::plots::confusion(
                     &catalogue[i],
                     &format!("{}: article type, {} photos", m.info.name, args.part),

@@ -33,21 +33,22 @@ pub struct DataArgs {
     pub cache_dir: PathBuf,
 }
 
-/// Where a command draws the pictures of the model `model` (an ONNX path): docs/img for a
-/// shipped model (one in models/), otherwise beside the model, so an experiment exported or
-/// scored elsewhere cannot overwrite a shipped model's pictures. Named `<stem>-<what>.png`.
-pub fn picture_path(model: &Path, what: &str) -> Result<PathBuf> {
-    let stem = model
-        .file_stem()
-        .map_or("model".into(), |s| s.to_string_lossy());
+/// Where a command draws the pictures of the model `name` stored at `model` (an ONNX path): a
+/// shipped model (one in models/) gets `docs/img/<name>-<what>.png`, the file the report links;
+/// any other gets `<stem>-<what>.png` beside it, so an experiment exported or scored elsewhere
+/// cannot overwrite a shipped model's pictures.
+pub fn picture_path(model: &Path, name: &str, what: &str) -> Result<PathBuf> {
     let dir = model.parent().unwrap_or(Path::new(""));
-    let dir = if dir.file_name().is_some_and(|d| d == "models") {
-        PathBuf::from("docs/img")
+    let (dir, base) = if dir.file_name().is_some_and(|d| d == "models") {
+        (PathBuf::from("docs/img"), name.to_string())
     } else {
-        dir.to_path_buf()
+        let stem = model
+            .file_stem()
+            .map_or(name.into(), |s| s.to_string_lossy());
+        (dir.to_path_buf(), stem.into_owned())
     };
     std::fs::create_dir_all(&dir)?;
-    Ok(dir.join(format!("{stem}-{what}.png")))
+    Ok(dir.join(format!("{base}-{what}.png")))
 }
 
 /// The cache of the split's images.
