@@ -14,12 +14,15 @@ run_state() {
 # frames, `none` for empty belts, models/negatives.json as negatives, warm-up, label smoothing.
 #   train_station DATA NAME OUT EPOCHS SEED LAYERS [more `train` options]
 # Trains OUT, resumes it from its last checkpoint when killed, or says it finished already.
+# STATION_LR sets the peak learning rate (default 0.004); STATION_NEGATIVES=none trains without
+# the other kinds (an ablation).
 train_station() {
     local data=$1 name=$2 out=$3 epochs=$4 seed=$5 layers=$6
     shift 6
     local bin=${TRAINING_BIN:-target/release/training}
     [[ -f models/negatives.json ]] || "$bin" negatives --data "$data"
-    local resume=()
+    local resume=() negatives=(--negatives models/negatives.json)
+    [[ ${STATION_NEGATIVES:-} == none ]] && negatives=()
     case $(run_state "$out" "$epochs") in
         done)
             echo "$name: $out finished already"
@@ -28,8 +31,8 @@ train_station() {
         resume) resume=(--resume) ;;
     esac
     "$bin" train --data "$data" --name "$name" --out "$out" --epochs "$epochs" --batch-size 64 \
-        --lr 0.004 --weight-decay 0.0005 --layers "$layers" --dropout 0.3 \
-        --station --negatives models/negatives.json --label-smoothing 0.05 --warmup-epochs 1 \
+        --lr "${STATION_LR:-0.004}" --weight-decay 0.0005 --layers "$layers" --dropout 0.3 \
+        --station "${negatives[@]}" --label-smoothing 0.05 --warmup-epochs 1 \
         --seed "$seed" "$@" "${resume[@]}"
 }
 

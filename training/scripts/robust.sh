@@ -17,6 +17,12 @@ data=${1:?usage: robust.sh DATA_DIR}
 # Variants i and j (wider last stages, 30 epochs to stay within 45 minutes), seeds 1 and 2:
 #   ROBUST_EPOCHS=30 ROBUST_LAYERS=48:4/4v,64v,128/2v,192v,256 ROBUST_SEED=1 \
 #   ROBUST_OUT=runs/robust-wide-s1 ROBUST_TRAIN_ONLY=1
+# Variants m and n (fine-tuned: started from runs/fast-s1, a catalogue run of fast's recipe,
+#   `training train --name fast --out runs/fast-s1 --epochs 15 --lr 0.004 --dropout 0.3
+#   --weight-decay 0.0005 --layers 48:4/4v,64v,96/2v,128v,160 --seed 1`; 24 station epochs so the
+#   two stages stay within 45 minutes), seeds 1 and 2:
+#   STATION_LR=0.002 ROBUST_EPOCHS=24 ROBUST_SEED=1 ROBUST_OUT=runs/robust-ft-s1 \
+#   ROBUST_ARGS="--cut-jitter --catalogue-share 0.4 --init-from runs/fast-s1" ROBUST_TRAIN_ONLY=1
 epochs=${ROBUST_EPOCHS:-36}
 seed=${ROBUST_SEED:-2}
 layers=${ROBUST_LAYERS:-48:4/4v,64v,96/2v,128v,160}

@@ -64,24 +64,8 @@ pub struct ExportedModel {
 pub struct TrainingSummary {
     pub epochs: usize,
     pub best_epoch: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub seed: u64,
-    pub augment: Option<crate::augment::Augment>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub station: Option<crate::train::StationTraining>,
-    #[serde(default)]
-    pub label_smoothing: f64,
-    #[serde(default)]
-    pub warmup_epochs: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ema: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distill: Option<crate::distill::Distill>,
-    /// Extra heads (heads.rs) with their labels and loss weight.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub heads: Vec<crate::heads::Head>,
+    #[serde(flatten)]
+    pub recipe: crate::train::Recipe,
     pub train_seconds: f64,
     /// Median over epochs of training images per second on the machine that trained it.
     pub images_per_s: f64,

@@ -174,6 +174,7 @@ pub fn export(
         normalization: cfg.normalization,
         quantization: None,
         heads: cfg
+            .recipe
             .heads
             .iter()
             .map(|h| tagger_core::metadata::HeadInfo {
@@ -182,7 +183,7 @@ pub fn export(
             })
             .collect(),
     };
-    let names: Vec<String> = cfg.heads.iter().map(|h| h.name.clone()).collect();
+    let names: Vec<String> = cfg.recipe.heads.iter().map(|h| h.name.clone()).collect();
     let bytes = onnx::encode(&float_model(&fold(&model, &cfg.arch, &names), &info));
     let check_set: Vec<Entry> = split.test.iter().take(64).copied().collect();
     let diff = parity(&bytes, &model, &cfg, cache, &check_set)?;
@@ -235,17 +236,7 @@ pub fn model_card(
         training: TrainingSummary {
             epochs: state.epochs_done,
             best_epoch: state.best_epoch,
-            batch_size: cfg.batch_size,
-            lr: cfg.lr,
-            weight_decay: cfg.weight_decay,
-            seed: cfg.seed,
-            augment: cfg.augment.clone(),
-            station: cfg.station.clone(),
-            label_smoothing: cfg.label_smoothing,
-            warmup_epochs: cfg.warmup_epochs,
-            ema: cfg.ema,
-            distill: cfg.distill.clone(),
-            heads: cfg.heads.clone(),
+            recipe: cfg.recipe.clone(),
             train_seconds: state.train_seconds,
             images_per_s: ips.get(ips.len() / 2).copied().unwrap_or(0.0),
             skipped_corrupt_images: state.skipped_corrupt,

@@ -336,6 +336,40 @@ impl Cnn {
         (self.head.forward(f), aux)
     }
 
+    /// This freshly initialised model with `src`'s convolutions and batch norms, and each
+    /// primary-head output `j` taken from `src`'s output `columns[j]` where there is one (the
+    /// rest, e.g. a station model's new `none`, keep their fresh weights). How a run starts
+    /// from another run's network (`--init-from`); both must have the same convolutions.
+    pub fn transplant(self, src: Cnn, columns: &[Option<usize>]) -> Cnn {
+        fn pick<const D: usize>(
+            fresh: Tensor<D>,
+            old: Tensor<D>,
+            columns: &[Option<usize>],
+        ) -> Tensor<D> {
+            let parts = columns
+                .iter()
+                .enumerate()
+                .map(|(j, c)| match c {
+                    Some(i) => old.clone().narrow(D - 1, *i, 1),
+                    None => fresh.clone().narrow(D - 1, j, 1),
+                })
+                .collect();
+            Tensor::cat(parts, D - 1)
+        }
+        let mut head = self.head;
+        let old_w = src.head.weight.val();
+        head.weight = head.weight.map(|w| pick(w, old_w, columns));
+        if let (Some(b), Some(old_b)) = (head.bias.take(), src.head.bias) {
+            let old_b = old_b.val();
+            head.bias = Some(b.map(|b| pick(b, old_b, columns)));
+        }
+        Cnn {
+            blocks: src.blocks,
+            head,
+            ..self
+        }
+    }
+
     /// Pooled features after dropout: what every head reads.
     fn features(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = x;

@@ -76,15 +76,24 @@ pub struct TrainConfig {
     pub name: String,
     pub arch: Arch,
     pub epochs: usize,
+    #[serde(flatten)]
+    pub recipe: Recipe,
+    pub normalization: Normalization,
+    pub label_column: String,
+    /// The model's outputs: the split's classes, then `none` for station runs.
+    pub labels: Vec<String>,
+}
+
+/// How a network is trained, besides its architecture and length: kept in the run's config and
+/// in the model card's training summary (flattened, so both files read as before), which makes
+/// "is this run the one behind that card" one comparison.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Recipe {
     pub batch_size: usize,
     pub lr: f64,
     pub weight_decay: f64,
     pub seed: u64,
     pub augment: Option<Augment>,
-    pub normalization: Normalization,
-    pub label_column: String,
-    /// The model's outputs: the split's classes, then `none` for station runs.
-    pub labels: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub station: Option<StationTraining>,
     /// Label smoothing: this much of each product target is spread over all outputs.
@@ -103,6 +112,32 @@ pub struct TrainConfig {
     /// Extra heads (heads.rs), trained beside the primary class with a masked loss each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub heads: Vec<Head>,
+    /// Run directory whose best checkpoint this run starts from instead of random weights
+    /// (same convolutions; head outputs matched by label, new ones fresh): fine-tuning. Its
+    /// training time counts in this run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<String>,
+}
+
+impl Recipe {
+    /// Plain training: no augmentation, station frames, smoothing, warm-up, teachers, average,
+    /// extra heads or starting point.
+    pub fn plain(batch_size: usize, lr: f64, weight_decay: f64, seed: u64) -> Self {
+        Self {
+            batch_size,
+            lr,
+            weight_decay,
+            seed,
+            augment: None,
+            station: None,
+            label_smoothing: 0.0,
+            warmup_epochs: 0,
+            distill: None,
+            ema: None,
+            heads: vec![],
+            init_from: None,
+        }
+    }
 }
 
 /// One line of the training log.
@@ -232,7 +267,7 @@ pub struct Batch {
 
 /// The network input of one training sample, or None for a corrupt image.
 fn sample_input(cfg: &TrainConfig, cache: &ImageCache, s: Sample, epoch: usize) -> Option<Vec<u8>> {
-    let seed = mix(cfg.seed
+    let seed = mix(cfg.recipe.seed
         ^ ((epoch as u64) << 32)
         ^ mix(match s {
             Sample::Product(id, _) | Sample::Other(id) => id,
@@ -241,7 +276,7 @@ fn sample_input(cfg: &TrainConfig, cache: &ImageCache, s: Sample, epoch: usize) 
     let render = |product: Option<Product>, scene: &Scene| {
         station::network_frame(product, scene, mix(seed ^ 1), seed).to_chw()
     };
-    match (s, &cfg.station, &cfg.augment) {
+    match (s, &cfg.recipe.station, &cfg.recipe.augment) {
         (Sample::Empty(_), Some(st), _) => Some(render(None, &st.scene)),
         (Sample::Product(id, _) | Sample::Other(id), Some(st), _) => {
             let img = cache.get(id)?;
@@ -271,7 +306,7 @@ fn sample_input(cfg: &TrainConfig, cache: &ImageCache, s: Sample, epoch: usize) 
             aug.apply(
                 img,
                 &mut out,
-                (cfg.seed ^ ((epoch as u64) << 32)) ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                (cfg.recipe.seed ^ ((epoch as u64) << 32)) ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
             );
             Some(out)
         }
@@ -296,10 +331,10 @@ pub fn make_batch(
     heads: &HeadTargets,
 ) -> Batch {
     let k = cfg.labels.len();
-    let h = cfg.heads.len();
-    let none = cfg.station.as_ref().map(|_| k - 1);
+    let h = cfg.recipe.heads.len();
+    let none = cfg.recipe.station.as_ref().map(|_| k - 1);
     let products = none.unwrap_or(k);
-    let eps = cfg.label_smoothing as f32;
+    let eps = cfg.recipe.label_smoothing as f32;
     let built: Vec<BuiltSample> = samples
         .par_iter()
         .filter_map(|&s| {
@@ -315,7 +350,9 @@ pub fn make_batch(
             if hard >= 0 {
                 t.iter_mut().for_each(|v| *v = eps / k as f32);
                 t[hard as usize] += 1.0 - eps;
-                if let (Sample::Product(id, _), Some(tt), Some(d)) = (s, teacher, &cfg.distill) {
+                if let (Sample::Product(id, _), Some(tt), Some(d)) =
+                    (s, teacher, &cfg.recipe.distill)
+                {
                     if let Some(p) = tt.get(id) {
                         distill::blend(&mut t, p, d.weight);
                     }
@@ -498,8 +535,8 @@ fn head_accuracies(
     heads: &HeadTargets,
     device: &Device,
 ) -> String {
-    let mut hits = vec![0usize; cfg.heads.len()];
-    let mut counted = vec![0usize; cfg.heads.len()];
+    let mut hits = vec![0usize; cfg.recipe.heads.len()];
+    let mut counted = vec![0usize; cfg.recipe.heads.len()];
     let present: Vec<Entry> = val_set
         .iter()
         .copied()
@@ -525,7 +562,8 @@ fn head_accuracies(
             }
         }
     }
-    cfg.heads
+    cfg.recipe
+        .heads
         .iter()
         .enumerate()
         .map(|(j, h)| {
@@ -581,6 +619,50 @@ pub fn load_module(arch: &Arch, path: &Path, device: &Device) -> Result<Cnn> {
     })
 }
 
+/// `cfg`'s freshly initialised network with the convolutions, batch norms and matching head
+/// outputs of the best checkpoint in run directory `src` (`--init-from`), and how many seconds
+/// that run trained.
+pub fn start_from(cfg: &TrainConfig, src: &Path, device: &Device) -> Result<(Cnn, f64)> {
+    let src_paths = RunPaths::new(src);
+    let read = |p: PathBuf| {
+        std::fs::read(&p).with_context(|| {
+            format!(
+                "--init-from {}: cannot read {}; is it a finished run's directory?",
+                src.display(),
+                p.display()
+            )
+        })
+    };
+    let src_cfg: TrainConfig = serde_json::from_slice(&read(src_paths.config())?)
+        .with_context(|| format!("--init-from {}: config.json is unreadable", src.display()))?;
+    let src_state: RunState = serde_json::from_slice(&read(src_paths.state())?)
+        .with_context(|| format!("--init-from {}: state.json is unreadable", src.display()))?;
+    if src_cfg.arch.convs() != cfg.arch.convs() {
+        bail!(
+            "--init-from {}: its convolutions differ from this run's (pass the same --layers)",
+            src.display()
+        );
+    }
+    let columns: Vec<Option<usize>> = cfg
+        .labels
+        .iter()
+        .map(|l| src_cfg.labels.iter().position(|s| s == l))
+        .collect();
+    let old = load_module(&src_cfg.arch, &src_paths.best(), device)?;
+    eprintln!(
+        "starting from {} (epoch {} of {}, {} of {} outputs carried over)",
+        src.display(),
+        src_state.best_epoch,
+        src_cfg.name,
+        columns.iter().flatten().count(),
+        columns.len()
+    );
+    Ok((
+        cfg.arch.init(device).transplant(old, columns.as_slice()),
+        src_state.train_seconds,
+    ))
+}
+
 /// What a run trains on: the decoded images and the parts of the split.
 #[derive(Clone, Copy)]
 pub struct TrainData<'a> {
@@ -609,24 +691,24 @@ pub fn train(
         negatives,
         heads,
     } = data;
-    if heads.is_empty() != cfg.heads.is_empty() {
+    if heads.is_empty() != cfg.recipe.heads.is_empty() {
         bail!(
             "the run has {} extra head(s) but no targets for them were given",
-            cfg.heads.len()
+            cfg.recipe.heads.len()
         );
     }
     if train_set.is_empty() || val_set.is_empty() {
         bail!("the split has an empty train or validation set: is the data directory complete?");
     }
     let device = Device::flex();
-    device.seed(cfg.seed);
+    device.seed(cfg.recipe.seed);
     let ad = device.clone().autodiff();
     let mut model = cfg.arch.init(&ad);
     let mut optim = AdamWConfig::new()
-        .with_weight_decay(cfg.weight_decay as f32)
+        .with_weight_decay(cfg.recipe.weight_decay as f32)
         .init();
     let mut state = RunState::default();
-    let mut ema = cfg.ema.map(|d| Ema::new(d, model.valid()));
+    let mut ema = cfg.recipe.ema.map(|d| Ema::new(d, model.valid()));
 
     if resume && paths.state().is_file() {
         let saved: TrainConfig = serde_json::from_slice(&std::fs::read(paths.config())?)
@@ -656,6 +738,13 @@ pub fn train(
             "{} already holds a run; pass --resume to continue it or choose another --out",
             paths.dir.display()
         );
+    } else if let Some(src) = &cfg.recipe.init_from {
+        let (start, seconds) = start_from(cfg, Path::new(src), &device)?;
+        // Through a record, as a resumed run loads its checkpoint onto the autodiff device.
+        model = cfg.arch.init(&ad).load_record(start.into_record());
+        // The source run's training is part of what this model cost.
+        state.train_seconds = seconds;
+        ema = cfg.recipe.ema.map(|d| Ema::new(d, model.valid()));
     }
     write_json(&paths.config(), cfg)?;
     state.skipped_corrupt = train_set
@@ -664,20 +753,20 @@ pub fn train(
         .filter(|(id, _)| cache.get(*id).is_none())
         .count();
 
-    let empties = cfg.station.as_ref().map_or(0, |st| {
+    let empties = cfg.recipe.station.as_ref().map_or(0, |st| {
         (train_set.len() as f32 * st.empty_share).round() as u64
     });
-    let others: &[u64] = if cfg.station.is_some() {
+    let others: &[u64] = if cfg.recipe.station.is_some() {
         negatives
     } else {
         &[]
     };
     let epoch_len = train_set.len() + others.len() + empties as usize;
-    let station_val = cfg.station.as_ref().map(|_| {
+    let station_val = cfg.recipe.station.as_ref().map(|_| {
         eprintln!("rendering station validation frames (mild, hard, empty)");
         StationVal::new(cache, val_set)
     });
-    let teacher = match &cfg.distill {
+    let teacher = match &cfg.recipe.distill {
         Some(d) => {
             eprintln!(
                 "teachers: {} on {} training photos",
@@ -685,7 +774,7 @@ pub fn train(
                 train_set.len()
             );
             let ids: Vec<u64> = train_set.iter().map(|&(id, _)| id).collect();
-            let products = &cfg.labels[..cfg.labels.len() - cfg.station.is_some() as usize];
+            let products = &cfg.labels[..cfg.labels.len() - cfg.recipe.station.is_some() as usize];
             let started = Instant::now();
             let t = distill::teacher_targets(d, cache, &ids, products)?;
             // Part of what this run costs, like the epochs.
@@ -695,8 +784,8 @@ pub fn train(
         None => None,
     };
     let teacher = teacher.as_ref();
-    let steps_per_epoch = epoch_len.div_ceil(cfg.batch_size);
-    let warmup_steps = cfg.warmup_epochs * steps_per_epoch;
+    let steps_per_epoch = epoch_len.div_ceil(cfg.recipe.batch_size);
+    let warmup_steps = cfg.recipe.warmup_epochs * steps_per_epoch;
     let total_steps = steps_per_epoch * cfg.epochs;
     if let Some(e) = ema.as_mut() {
         // A resumed run continues the decay's ramp where it stopped.
@@ -715,11 +804,11 @@ pub fn train(
             .chain((0..empties).map(|k| Sample::Empty(((epoch as u64) << 32) | k)))
             .collect();
         order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
-            cfg.seed.wrapping_add(epoch as u64),
+            cfg.recipe.seed.wrapping_add(epoch as u64),
         ));
         let bar = progress(order.len() as u64, &format!("epoch {epoch}/{}", cfg.epochs));
         let (mut loss_sum, mut hits, mut counted, mut seen) = (0.0f64, 0usize, 0usize, 0usize);
-        let mut lr = cfg.lr;
+        let mut lr = cfg.recipe.lr;
         let classes = cfg.labels.len();
         // Batches are built by a producer thread (on rayon's workers) while this one trains;
         // two batches ahead at most.
@@ -728,7 +817,7 @@ pub fn train(
             let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(2);
             let order = &order;
             scope.spawn(move || {
-                for chunk in order.chunks(cfg.batch_size) {
+                for chunk in order.chunks(cfg.recipe.batch_size) {
                     if tx
                         .send(make_batch(cfg, cache, chunk, epoch, teacher, heads))
                         .is_err()
@@ -739,7 +828,7 @@ pub fn train(
             });
             for (b, batch) in rx.iter().enumerate() {
                 let step = (epoch - 1) * steps_per_epoch + b;
-                lr = scheduled_lr(cfg.lr, step, total_steps, warmup_steps);
+                lr = scheduled_lr(cfg.recipe.lr, step, total_steps, warmup_steps);
                 let n = batch.n;
                 if n == 0 {
                     continue;
@@ -761,14 +850,14 @@ pub fn train(
                 // kinds); equal to the usual loss for one-hot targets.
                 let logp = burn::tensor::activation::log_softmax(logits, 1);
                 let mut loss = (logp * t).sum_dim(1).mean().neg();
-                for (j, (head, al)) in cfg.heads.iter().zip(aux_logits).enumerate() {
+                for (j, (head, al)) in cfg.recipe.heads.iter().zip(aux_logits).enumerate() {
                     // Masked cross-entropy: rows without a value have an all-zero target and
                     // the mean is over the rows that have one.
                     let size = head.labels.len();
                     let mut onehot = vec![0f32; n * size];
                     let mut valid = 0usize;
                     for i in 0..n {
-                        let c = batch.aux[i * cfg.heads.len() + j];
+                        let c = batch.aux[i * cfg.recipe.heads.len() + j];
                         if c >= 0 {
                             onehot[i * size + c as usize] = 1.0;
                             valid += 1;
@@ -826,7 +915,7 @@ pub fn train(
             &device,
             "validating",
         );
-        let val_heads = (!cfg.heads.is_empty())
+        let val_heads = (!cfg.recipe.heads.is_empty())
             .then(|| head_accuracies(&eval_model, cfg, cache, val_set, heads, &device));
         let station_scores = station_val
             .as_ref()

@@ -74,20 +74,10 @@ fn fixture_config(s: &Split, name: &str, arch: Arch, epochs: usize) -> TrainConf
         name: name.into(),
         arch,
         epochs,
-        batch_size: 8,
-        lr: 3e-3,
-        weight_decay: 0.0,
-        seed: 1,
-        augment: None,
+        recipe: train::Recipe::plain(8, 3e-3, 0.0, 1),
         normalization: Normalization::default(),
         label_column: s.label_column.clone(),
         labels: s.labels.clone(),
-        station: None,
-        label_smoothing: 0.0,
-        warmup_epochs: 0,
-        ema: None,
-        distill: None,
-        heads: vec![],
     }
 }
 
@@ -151,10 +141,8 @@ fn ema_run_resumes_to_the_same_average() {
         classes: s.labels.len(),
         heads: vec![],
     };
-    let cfg = TrainConfig {
-        ema: Some(0.9),
-        ..fixture_config(&s, "ema", arch, 4)
-    };
+    let mut cfg = fixture_config(&s, "ema", arch, 4);
+    cfg.recipe.ema = Some(0.9);
     let device = Device::flex();
     let run = |dir: &str, split_at: Option<usize>| {
         let paths = RunPaths::new(&tmp.path().join(dir));
@@ -203,10 +191,8 @@ fn smoke_training_loss_falls_resumes_and_exports() {
     // Same directory without --resume is refused rather than overwritten.
     assert!(fit(&cfg, &paths, &cache, &s, false, None).is_err());
     // Resuming with other settings is refused too.
-    let other = TrainConfig {
-        lr: 1.0,
-        ..cfg.clone()
-    };
+    let mut other = cfg.clone();
+    other.recipe.lr = 1.0;
     assert!(fit(&other, &paths, &cache, &s, true, None).is_err());
     let state = fit(&cfg, &paths, &cache, &s, true, None).unwrap();
     assert_eq!(state.history[9].train_loss, early.history[9].train_loss);
@@ -254,10 +240,8 @@ fn smoke_training_loss_falls_resumes_and_exports() {
         let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
         assert_eq!(argmax(p), argmax(row));
     }
-    let dcfg = TrainConfig {
-        distill: Some(d.clone()),
-        ..cfg.clone()
-    };
+    let mut dcfg = cfg.clone();
+    dcfg.recipe.distill = Some(d.clone());
     let sample = [train::Sample::Product(s.test[0].0, s.test[0].1)];
     let b = train::make_batch(
         &dcfg,
@@ -462,10 +446,8 @@ fn augmentation_keeps_labels_and_shapes_and_spares_evaluation() {
     let device = Device::flex();
     let norm = Normalization::default();
     let arch = Arch::from_layers(vec!["8:4/4v".parse().unwrap()], 0.0, s.labels.len());
-    let cfg = TrainConfig {
-        augment: Some(training::augment::Augment::default()),
-        ..fixture_config(&s, "aug", arch, 1)
-    };
+    let mut cfg = fixture_config(&s, "aug", arch, 1);
+    cfg.recipe.augment = Some(training::augment::Augment::default());
     let samples: Vec<train::Sample> = s.train[..8]
         .iter()
         .map(|&(id, c)| train::Sample::Product(id, c))
@@ -524,14 +506,13 @@ fn station_training_learns_empty_belts() {
     let mut station = train::StationTraining::new(None);
     station.empty_share = 1.0;
     station.cut_jitter = true;
-    let cfg = TrainConfig {
+    let mut cfg = TrainConfig {
         labels: labels.clone(),
-        station: Some(station),
-        label_smoothing: 0.05,
-        warmup_epochs: 1,
-        distill: None,
         ..fixture_config(&s, "station", arch, 40)
     };
+    cfg.recipe.station = Some(station);
+    cfg.recipe.label_smoothing = 0.05;
+    cfg.recipe.warmup_epochs = 1;
     // Batches: composited, deterministic, targets by kind.
     let other = full.train.iter().find(|e| e.1 >= 2).unwrap().0;
     let samples = [
@@ -640,6 +621,87 @@ fn station_training_learns_empty_belts() {
     assert!((0.0..=1.0).contains(&scores.mild));
 }
 
+/// `--init-from`: a station run starts from a catalogue run's best checkpoint, with the
+/// catalogue run's outputs for the shared labels, a fresh `none`, and its training time counted.
+#[test]
+fn station_run_starts_from_a_catalogue_run() {
+    let _serial = training_lock();
+    let s = split();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = ImageCache::open(&fixture(), &tmp.path().join("cache"), &all_ids(&s)).unwrap();
+    let layers: Vec<training::model::Layer> = ["16:4/4v", "32v", "48/2v"]
+        .map(|l| l.parse().unwrap())
+        .to_vec();
+    let plain = fixture_config(
+        &s,
+        "plain",
+        Arch::from_layers(layers.clone(), 0.0, s.labels.len()),
+        3,
+    );
+    let src = RunPaths::new(&tmp.path().join("plain"));
+    let done = fit(&plain, &src, &cache, &s, false, None).unwrap();
+    let mut labels = s.labels.clone();
+    labels.push(tagger_core::classify::NONE.into());
+    let mut cfg = TrainConfig {
+        labels: labels.clone(),
+        ..fixture_config(
+            &s,
+            "tuned-on",
+            Arch::from_layers(layers.clone(), 0.0, labels.len()),
+            2,
+        )
+    };
+    cfg.recipe.station = Some(train::StationTraining::new(None));
+    cfg.recipe.init_from = Some(src.dir.display().to_string());
+    cfg.recipe.seed = 5;
+    let device = burn::prelude::Device::flex();
+    let (start, seconds) = train::start_from(&cfg, &src.dir, &device).unwrap();
+    assert_eq!(seconds, done.train_seconds);
+    let old = train::load_module(&plain.arch, &src.best(), &device).unwrap();
+    let x = burn::prelude::Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(
+            cache
+                .get(s.val[0].0)
+                .unwrap()
+                .iter()
+                .map(|&v| v as f32 / 255.0)
+                .collect::<Vec<f32>>(),
+            [1, 3, 80, 60],
+        ),
+        &device,
+    );
+    let a: Vec<f32> = old.forward(x.clone()).into_data().try_to_vec().unwrap();
+    let b: Vec<f32> = start.forward(x).into_data().try_to_vec().unwrap();
+    assert_eq!(b.len(), a.len() + 1);
+    assert_eq!(&b[..a.len()], &a[..], "product outputs carried over");
+    // Other convolutions are refused with the option named.
+    let wider = TrainConfig {
+        arch: Arch::from_layers(
+            ["16:4/4v", "32v", "64/2v"]
+                .map(|l| l.parse().unwrap())
+                .to_vec(),
+            0.0,
+            labels.len(),
+        ),
+        ..cfg.clone()
+    };
+    let err = train::start_from(&wider, &src.dir, &device).unwrap_err();
+    assert!(err.to_string().contains("--init-from"), "{err}");
+    // The run itself: trains on from there and counts the source's time.
+    let run = RunPaths::new(&tmp.path().join("station"));
+    let data = TrainData {
+        cache: &cache,
+        train: &s.train,
+        val: &s.val,
+        negatives: &[],
+        heads: &Default::default(),
+    };
+    let state = train::train(&cfg, &run, data, false, None).unwrap();
+    assert_eq!(state.epochs_done, 2);
+    let epochs: f64 = state.history.iter().map(|h| h.seconds).sum();
+    assert!(state.train_seconds >= done.train_seconds + epochs * 0.99);
+}
+
 /// Extra heads (issue 16): a short run with article type, colour, gender and usage heads on the
 /// fixture photos exports one named output per head with its labels in the metadata; tract
 /// matches burn on every output; the int8 model keeps the heads; a single-head model still
@@ -661,10 +723,8 @@ fn extra_heads_train_export_and_quantize_with_named_outputs() {
         heads: heads.iter().map(|h| h.labels.len()).collect(),
         ..Arch::from_layers(layers.to_vec(), 0.0, s.labels.len())
     };
-    let cfg = TrainConfig {
-        heads: heads.clone(),
-        ..fixture_config(&s, "multi", arch, 3)
-    };
+    let mut cfg = fixture_config(&s, "multi", arch, 3);
+    cfg.recipe.heads = heads.clone();
     let ids: Vec<u64> = s.train.iter().chain(&s.val).map(|e| e.0).collect();
     let targets = attrs.targets(&heads, &ids);
     let paths = RunPaths::new(&tmp.path().join("run"));

@@ -69,20 +69,10 @@ fn report_renders_from_cards_and_logs() {
             name: "fast".into(),
             arch: training::model::Arch::from_layers(layers, dropout, 13),
             epochs: 2,
-            batch_size: 64,
-            lr: 0.004,
-            weight_decay: 1e-4,
-            seed: 1,
-            augment: None,
+            recipe: training::train::Recipe::plain(64, 0.004, 1e-4, 1),
             normalization: Default::default(),
             label_column: "subCategory".into(),
             labels: vec![],
-            station: None,
-            label_smoothing: 0.0,
-            warmup_epochs: 0,
-            ema: None,
-            distill: None,
-            heads: vec![],
         }
     };
     for (variant, dropout, accs) in [("a", 0.2, [0.9, 0.97, 0.95]), ("b", 0.3, [0.9, 0.96, 0.96])] {
@@ -98,10 +88,11 @@ fn report_renders_from_cards_and_logs() {
     // Two station-model variants, seeds 1 and 2 of one recipe; the `robust` card was trained
     // by `s2`, so the table marks that one shipped. Each is scored at its best station score
     // (mean of catalogue, mild and hard, less empty frames reported): s2's second epoch.
-    let station_cfg = |seed: u64| training::train::TrainConfig {
-        seed,
-        station: Some(training::train::StationTraining::new(None)),
-        ..config(0.3)
+    let station_cfg = |seed: u64| {
+        let mut c = config(0.3);
+        c.recipe.seed = seed;
+        c.recipe.station = Some(training::train::StationTraining::new(None));
+        c
     };
     for (variant, seed, epochs) in [
         (
@@ -128,9 +119,12 @@ fn report_renders_from_cards_and_logs() {
     for (key, value) in [
         ("seed", serde_json::json!(2)),
         ("epochs", serde_json::json!(cfg.epochs)),
-        ("lr", serde_json::json!(cfg.lr)),
-        ("weight_decay", serde_json::json!(cfg.weight_decay)),
-        ("station", serde_json::to_value(&cfg.station).unwrap()),
+        ("lr", serde_json::json!(cfg.recipe.lr)),
+        ("weight_decay", serde_json::json!(cfg.recipe.weight_decay)),
+        (
+            "station",
+            serde_json::to_value(&cfg.recipe.station).unwrap(),
+        ),
     ] {
         robust["training"][key] = value;
     }
@@ -159,7 +153,7 @@ fn report_renders_from_cards_and_logs() {
     let mflop = config(0.3).arch.flops() as f64 / 1e6;
     assert!(
         md.contains(&format!(
-            "| s2 (shipped) | {mflop:.1} | 2 | 2 | 0.25 | no | 0 | - | - | 2 | 0.9367 |"
+            "| s2 (shipped) | {mflop:.1} | 2 | 2 | 0.004 | - | 0.25 | no | no | 0 | - | - | 2 | 0.9367 |"
         )),
         "{md}"
     );

@@ -116,14 +116,14 @@ fn reproduce_commands(cfg: &TrainConfig, split: &Path, run: &Path, out: &Path) -
             cfg.name,
             run.display(),
             cfg.epochs,
-            cfg.batch_size,
-            cfg.lr,
-            cfg.weight_decay,
+            cfg.recipe.batch_size,
+            cfg.recipe.lr,
+            cfg.recipe.weight_decay,
             cfg.arch.dropout,
-            cfg.seed,
-            if cfg.augment.is_some() {
+            cfg.recipe.seed,
+            if cfg.recipe.augment.is_some() {
                 " --augment".to_string()
-            } else if let Some(st) = &cfg.station {
+            } else if let Some(st) = &cfg.recipe.station {
                 format!(
                     " --station{}{}{}{}{}{}{}",
                     st.negatives
@@ -136,18 +136,22 @@ fn reproduce_commands(cfg: &TrainConfig, split: &Path, run: &Path, out: &Path) -
                     } else {
                         String::new()
                     },
-                    if cfg.label_smoothing > 0.0 {
-                        format!(" --label-smoothing {}", cfg.label_smoothing)
+                    if cfg.recipe.label_smoothing > 0.0 {
+                        format!(" --label-smoothing {}", cfg.recipe.label_smoothing)
                     } else {
                         String::new()
                     },
-                    if cfg.warmup_epochs > 0 {
-                        format!(" --warmup-epochs {}", cfg.warmup_epochs)
+                    if cfg.recipe.warmup_epochs > 0 {
+                        format!(" --warmup-epochs {}", cfg.recipe.warmup_epochs)
                     } else {
                         String::new()
                     },
-                    cfg.ema.map(|d| format!(" --ema {d}")).unwrap_or_default(),
-                    cfg.distill
+                    cfg.recipe
+                        .ema
+                        .map(|d| format!(" --ema {d}"))
+                        .unwrap_or_default(),
+                    cfg.recipe
+                        .distill
                         .as_ref()
                         .map(|d| format!(
                             " --teacher {} --distill-weight {} --distill-temperature {}",
@@ -159,16 +163,21 @@ fn reproduce_commands(cfg: &TrainConfig, split: &Path, run: &Path, out: &Path) -
                 )
             } else {
                 String::new()
-            } + &if cfg.heads.is_empty() {
+            } + &if cfg.recipe.heads.is_empty() {
                 String::new()
             } else {
-                let names: Vec<&str> = cfg.heads.iter().map(|h| h.name.as_str()).collect();
+                let names: Vec<&str> = cfg.recipe.heads.iter().map(|h| h.name.as_str()).collect();
                 format!(
                     " --heads {} --head-weight {}",
                     names.join(","),
-                    cfg.heads[0].weight
+                    cfg.recipe.heads[0].weight
                 )
-            }
+            } + &cfg
+                .recipe
+                .init_from
+                .as_ref()
+                .map(|p| format!(" --init-from {p}"))
+                .unwrap_or_default()
         ),
         format!(
             "{t} evaluate {data} --split {} --run {}",

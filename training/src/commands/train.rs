@@ -8,7 +8,7 @@ use training::augment::Augment;
 use training::model::{Arch, Layer};
 use training::negatives::Negatives;
 use training::split::Split;
-use training::train::{RunPaths, TrainConfig, TrainData};
+use training::train::{Recipe, RunPaths, TrainConfig, TrainData};
 
 /// Train one model on a split; checkpoints every epoch, `--resume` continues a killed run.
 #[derive(clap::Args)]
@@ -87,6 +87,11 @@ pub struct Args {
     /// Values with fewer training photos are folded into `other` (articleType) or masked.
     #[arg(long, default_value_t = 200)]
     pub head_min_images: usize,
+    /// Start from the best checkpoint of this run directory instead of random weights
+    /// (fine-tuning; same --layers, outputs matched by label, e.g. a catalogue run for a
+    /// --station run). Its training time counts in this run's.
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     #[arg(long)]
@@ -123,6 +128,7 @@ pub fn run(args: Args) -> Result<()> {
         heads,
         head_weight,
         head_min_images,
+        init_from,
         seed,
         resume,
         stop_after,
@@ -173,32 +179,35 @@ pub fn run(args: Args) -> Result<()> {
             }
         },
         epochs,
-        batch_size,
-        lr,
-        weight_decay,
-        seed,
-        augment: augment.then(Augment::default),
+        recipe: Recipe {
+            batch_size,
+            lr,
+            weight_decay,
+            seed,
+            augment: augment.then(Augment::default),
+            station: station.then(|| training::train::StationTraining {
+                cut_jitter,
+                catalogue_share,
+                ..training::train::StationTraining::new(
+                    negatives.as_ref().map(|(p, _)| p.display().to_string()),
+                )
+            }),
+            label_smoothing,
+            warmup_epochs,
+            ema,
+            distill: (!teacher.is_empty()).then(|| training::distill::Distill {
+                teachers: teacher.iter().map(|p| p.display().to_string()).collect(),
+                weight: distill_weight,
+                temperature: distill_temperature,
+            }),
+            heads,
+            init_from: init_from.map(|p| p.display().to_string()),
+        },
         normalization: Normalization::default(),
         label_column: split.label_column.clone(),
         labels,
-        station: station.then(|| training::train::StationTraining {
-            cut_jitter,
-            catalogue_share,
-            ..training::train::StationTraining::new(
-                negatives.as_ref().map(|(p, _)| p.display().to_string()),
-            )
-        }),
-        label_smoothing,
-        warmup_epochs,
-        ema,
-        distill: (!teacher.is_empty()).then(|| training::distill::Distill {
-            teachers: teacher.iter().map(|p| p.display().to_string()).collect(),
-            weight: distill_weight,
-            temperature: distill_temperature,
-        }),
-        heads,
     };
-    for h in &cfg.heads {
+    for h in &cfg.recipe.heads {
         eprintln!(
             "head {}: {} labels ({})",
             h.name,
@@ -223,7 +232,7 @@ pub fn run(args: Args) -> Result<()> {
     let head_targets = match &attributes {
         Some(a) => {
             let ids: Vec<u64> = split.train.iter().chain(&split.val).map(|e| e.0).collect();
-            a.targets(&cfg.heads, &ids)
+            a.targets(&cfg.recipe.heads, &ids)
         }
         None => Default::default(),
     };
