@@ -23,6 +23,8 @@ data=${1:?usage: robust.sh DATA_DIR}
 #   two stages stay within 45 minutes), seeds 1 and 2:
 #   STATION_LR=0.002 ROBUST_EPOCHS=24 ROBUST_SEED=1 ROBUST_OUT=runs/robust-ft-s1 \
 #   ROBUST_ARGS="--cut-jitter --catalogue-share 0.4 --init-from runs/fast-s1" ROBUST_TRAIN_ONLY=1
+# Variants o and p (no other kinds as negatives), seeds 1 and 2:
+#   STATION_NEGATIVES=none ROBUST_SEED=1 ROBUST_OUT=runs/robust-noneg-s1 ROBUST_TRAIN_ONLY=1
 epochs=${ROBUST_EPOCHS:-36}
 seed=${ROBUST_SEED:-2}
 layers=${ROBUST_LAYERS:-48:4/4v,64v,96/2v,128v,160}
