@@ -10,33 +10,15 @@ use crate::metrics::SplitMetrics;
 use crate::model::Cnn;
 use crate::onnx;
 use crate::split::{Entry, Split};
-use crate::train::{load_module, predict, RunPaths, RunState, TrainConfig};
+use crate::train::{load_module, predict, RunPaths, TrainConfig};
 use crate::util::{sha256_hex, write_atomic, write_json};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use burn::prelude::*;
 use std::path::Path;
 use tagger_core::backend::BackendKind;
 use tagger_core::metadata::ModelInfo;
 use tagger_core::model::Model;
 use tagger_core::preprocess::IMAGE_LEN;
-
-pub fn read_run(paths: &RunPaths) -> Result<(TrainConfig, RunState)> {
-    let cfg: TrainConfig =
-        serde_json::from_slice(&std::fs::read(paths.config()).with_context(|| {
-            format!(
-                "{} is not a training run (no config.json)",
-                paths.dir.display()
-            )
-        })?)?;
-    let state: RunState =
-        serde_json::from_slice(&std::fs::read(paths.state()).with_context(|| {
-            format!(
-                "{} has no finished epoch yet (no state.json)",
-                paths.dir.display()
-            )
-        })?)?;
-    Ok((cfg, state))
-}
 
 /// The best-on-validation weights of a run, ready for inference.
 pub fn best_model(paths: &RunPaths, cfg: &TrainConfig, device: &Device) -> Result<Cnn> {
@@ -60,7 +42,7 @@ pub fn predictions(
 
 /// Scores the run's best checkpoint on all three splits; writes metrics.json and the plots.
 pub fn evaluate(paths: &RunPaths, split: &Split, cache: &ImageCache) -> Result<SplitMetrics> {
-    let (cfg, state) = read_run(paths)?;
+    let (cfg, state) = paths.read()?;
     // A station model has one more output, `none`, after the split's classes.
     if !cfg.labels.starts_with(&split.labels) {
         bail!(
@@ -164,7 +146,7 @@ pub fn export(
     cache: &ImageCache,
     out: &Path,
 ) -> Result<ExportCheck> {
-    let (cfg, _) = read_run(paths)?;
+    let (cfg, _) = paths.read()?;
     let model = best_model(paths, &cfg, &Device::flex())?;
     let info = ModelInfo {
         labels: cfg.labels.clone(),
@@ -214,7 +196,7 @@ pub fn model_card(
     check: ExportCheck,
     reproduce: Vec<String>,
 ) -> Result<ExportedModel> {
-    let (cfg, state) = read_run(paths)?;
+    let (cfg, state) = paths.read()?;
     let bytes = std::fs::read(onnx_path)?;
     let mut ips: Vec<f64> = state.history.iter().map(|h| h.images_per_s).collect();
     ips.sort_by(f64::total_cmp);

@@ -199,6 +199,21 @@ impl RunPaths {
             dir: dir.to_path_buf(),
         }
     }
+    /// The run's settings and its state after the last finished epoch.
+    pub fn read(&self) -> Result<(TrainConfig, RunState)> {
+        let dir = self.dir.display();
+        let cfg: TrainConfig = serde_json::from_slice(
+            &std::fs::read(self.config())
+                .with_context(|| format!("{dir} is not a training run (no config.json)"))?,
+        )
+        .with_context(|| format!("{dir}: config.json is unreadable"))?;
+        let state: RunState = serde_json::from_slice(
+            &std::fs::read(self.state())
+                .with_context(|| format!("{dir} has no finished epoch yet (no state.json)"))?,
+        )
+        .with_context(|| format!("{dir}: state.json is unreadable"))?;
+        Ok((cfg, state))
+    }
     pub fn config(&self) -> PathBuf {
         self.dir.join("config.json")
     }
@@ -624,19 +639,9 @@ pub fn load_module(arch: &Arch, path: &Path, device: &Device) -> Result<Cnn> {
 /// that run trained.
 pub fn start_from(cfg: &TrainConfig, src: &Path, device: &Device) -> Result<(Cnn, f64)> {
     let src_paths = RunPaths::new(src);
-    let read = |p: PathBuf| {
-        std::fs::read(&p).with_context(|| {
-            format!(
-                "--init-from {}: cannot read {}; is it a finished run's directory?",
-                src.display(),
-                p.display()
-            )
-        })
-    };
-    let src_cfg: TrainConfig = serde_json::from_slice(&read(src_paths.config())?)
-        .with_context(|| format!("--init-from {}: config.json is unreadable", src.display()))?;
-    let src_state: RunState = serde_json::from_slice(&read(src_paths.state())?)
-        .with_context(|| format!("--init-from {}: state.json is unreadable", src.display()))?;
+    let (src_cfg, src_state) = src_paths
+        .read()
+        .with_context(|| format!("--init-from {}", src.display()))?;
     if src_cfg.arch.convs() != cfg.arch.convs() {
         bail!(
             "--init-from {}: its convolutions differ from this run's (pass the same --layers)",
@@ -708,27 +713,22 @@ pub fn train(
         .with_weight_decay(cfg.recipe.weight_decay as f32)
         .init();
     let mut state = RunState::default();
-    let mut ema = cfg.recipe.ema.map(|d| Ema::new(d, model.valid()));
+    let resuming = resume && paths.state().is_file();
 
-    if resume && paths.state().is_file() {
-        let saved: TrainConfig = serde_json::from_slice(&std::fs::read(paths.config())?)
-            .context("run directory has a state but no readable config.json")?;
+    if resuming {
+        let (saved, saved_state) = paths.read()?;
         if saved != *cfg {
             bail!(
                 "{} was started with other settings; resume with the same options or use a new --out",
                 paths.dir.display()
             );
         }
-        state = serde_json::from_slice(&std::fs::read(paths.state())?)
-            .context("state.json is unreadable")?;
+        state = saved_state;
         model = load_module(&cfg.arch, &paths.last(), &ad)?;
         let bytes = std::fs::read(paths.optimizer())?;
         optim = optim
             .from_bytes(Bytes::from_bytes_vec(bytes))
             .map_err(|e| anyhow::anyhow!("optimizer checkpoint unreadable: {e:?}"))?;
-        if let Some(e) = ema.as_mut() {
-            e.model = load_module(&cfg.arch, &paths.ema(), &device)?;
-        }
         eprintln!(
             "resuming {} after epoch {} (best val acc {:.4} at epoch {})",
             cfg.name, state.epochs_done, state.best_val_acc, state.best_epoch
@@ -744,7 +744,10 @@ pub fn train(
         model = cfg.arch.init(&ad).load_record(start.into_record());
         // The source run's training is part of what this model cost.
         state.train_seconds = seconds;
-        ema = cfg.recipe.ema.map(|d| Ema::new(d, model.valid()));
+    }
+    let mut ema = cfg.recipe.ema.map(|d| Ema::new(d, model.valid()));
+    if let (Some(e), true) = (ema.as_mut(), resuming) {
+        e.model = load_module(&cfg.arch, &paths.ema(), &device)?;
     }
     write_json(&paths.config(), cfg)?;
     state.skipped_corrupt = train_set

@@ -54,7 +54,7 @@ pub fn run(args: Args) -> Result<()> {
         check.max_abs_logit_diff_tract_vs_burn,
         check.images
     );
-    let (cfg, _) = training::evaluate::read_run(&paths)?;
+    let (cfg, _) = paths.read()?;
     let reproduce = reproduce_commands(&cfg, &split_file, &run, &out);
     let card = training::evaluate::model_card(
         &paths,
