@@ -913,20 +913,27 @@ fn heads_section(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
             "\nArticle-type confusion on the test photos (float):\n\n![article type confusion]({img}/{file})\n"
         )?;
     }
-    // The class (subCategory) with and without heads, same recipe, per seed (validation).
+    // The class (subCategory) with and without heads, per seed (validation): the runs whose
+    // network, length and recipe equal the card's but for the heads and the seed.
+    let without_heads = |arch: &crate::model::Arch, recipe: &crate::train::Recipe| {
+        let arch = crate::model::Arch {
+            heads: vec![],
+            ..arch.clone()
+        };
+        let recipe = crate::train::Recipe {
+            heads: vec![],
+            seed: 0,
+            ..recipe.clone()
+        };
+        (arch, recipe)
+    };
+    let card_recipe = without_heads(&k.arch, &k.training.recipe);
     let runs: Vec<&ArchRun> = inp
         .station_runs
         .iter()
         .filter(|r| {
-            let c = &r.config;
-            c.epochs == k.training.epochs
-                && c.recipe
-                    .station
-                    .as_ref()
-                    .is_some_and(|s| s.cut_jitter && s.catalogue_share == 0.4)
-                && c.recipe.distill.is_none()
-                && c.recipe.ema.is_none()
-                && c.recipe.init_from.is_none()
+            r.config.epochs == k.training.epochs
+                && without_heads(&r.config.arch, &r.config.recipe) == card_recipe
         })
         .collect();
     if !runs.is_empty() {
