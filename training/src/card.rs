@@ -33,6 +33,9 @@ pub struct ModelCard {
     /// Extra heads' figures (`training heads`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heads: Option<HeadsSection>,
+    /// Real-photo figures (`training real`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub real: Option<RealSection>,
     /// Fields this version does not know, kept through every rewrite.
     #[serde(flatten)]
     pub other: Map<String, Value>,
@@ -116,6 +119,26 @@ pub struct StationSection {
     pub reproduce: Option<String>,
 }
 
+/// Real photos (eval::real), float and int8, on real-val and real-train.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RealSection {
+    /// The sender split the parts come from (its file and labels hash).
+    pub split: String,
+    pub split_sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub float_val: Option<crate::eval::real::RealScores>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub float_train: Option<crate::eval::real::RealScores>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8_val: Option<crate::eval::real::RealScores>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8_train: Option<crate::eval::real::RealScores>,
+    /// The real-val confusion picture (float), groups against the model's labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confusion: Option<String>,
+    pub reproduce: String,
+}
+
 /// Per extra head, accuracy and macro-F1 on the test split's catalogue photos and station frames
 /// (`training heads`), float and int8.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -160,6 +183,7 @@ impl ModelCard {
             int8_qdq: None,
             station: None,
             heads: None,
+            real: None,
             other: Map::new(),
         };
         let mut redo = vec![];
@@ -170,6 +194,7 @@ impl ModelCard {
                 card.int8_qdq = old.int8_qdq;
                 card.station = old.station;
                 card.heads = old.heads;
+                card.real = old.real;
                 card.other = old.other;
             } else {
                 for (had, command) in [
@@ -177,6 +202,7 @@ impl ModelCard {
                     (old.int8.is_some() || old.int8_qdq.is_some(), "quantize"),
                     (old.station.is_some(), "station"),
                     (old.heads.is_some(), "heads"),
+                    (old.real.is_some(), "real"),
                 ] {
                     if had {
                         redo.push(command);

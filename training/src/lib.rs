@@ -5,17 +5,21 @@
 //! training and `tag` cannot drift apart.
 
 pub mod augment;
+pub mod backbone;
 pub mod backdrop;
 pub mod cache;
 pub mod card;
 pub mod compare;
 pub mod cutout;
+pub mod data;
 pub mod dataset;
 pub mod distill;
 pub mod ema;
 pub mod error;
+pub mod eval;
 pub mod evaluate;
 pub mod export;
+pub mod fit;
 pub mod frames;
 pub mod heads;
 pub mod heads_eval;

@@ -47,6 +47,13 @@ enum Cmd {
     AugmentGrid(commands::augment_grid::Args),
     /// Write docs/REPORT.md (and its plots) from the model cards and the saved training logs.
     Report(commands::report::Args),
+    /// Train a head on the frozen pretrained EfficientNet-Lite0 (cached features of fixed views
+    /// of the training photos) and write backbone and head as one ONNX model.
+    Probe(commands::probe::Args),
+    /// Score exported models (and their int8 siblings) on real photos per group (Topwear,
+    /// Bottomwear, Footwear, other kinds) into their cards; splits the photos by sender on first
+    /// use (models/real-split.json).
+    Real(commands::real::Args),
     /// Quantize an exported float model to int8 (QLinearConv), calibrated on training images,
     /// then score float and int8 side by side on val and test (into the model card).
     Quantize(commands::quantize::Args),
@@ -67,6 +74,8 @@ fn main() -> std::process::ExitCode {
         Cmd::AugmentGrid(args) => commands::augment_grid::run(args),
         Cmd::Report(args) => commands::report::run(args),
         Cmd::Quantize(args) => commands::quantize::run(args),
+        Cmd::Real(args) => commands::real::run(args),
+        Cmd::Probe(args) => commands::probe::run(args),
     };
     // The one place outcomes become exit codes: 0 done, 2 usage or data errors (the message
     // says what to fix), 1 anything else. Clap's own usage errors exit 2 too.

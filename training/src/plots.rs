@@ -93,17 +93,29 @@ pub fn curves(epochs: &[f64], panels: [Panel; 2], title: &str, path: &Path) -> R
 
 /// Confusion matrix, rows = true class, colour = row-normalised share, numbers = counts.
 pub fn confusion(m: &Metrics, title: &str, path: &Path) -> Result<()> {
+    let labels: Vec<&str> = m.per_class.iter().map(|c| c.label.as_str()).collect();
+    confusion_table(&labels, &labels, &m.confusion, |t, p| t == p, title, path)
+}
+
+/// A confusion table with its own rows and columns (e.g. real-photo groups against a model's
+/// labels); `right(row, column)` marks the cells that count as right (green).
+pub fn confusion_table(
+    rows: &[&str],
+    cols: &[&str],
+    matrix: &[Vec<usize>],
+    right: impl Fn(usize, usize) -> bool,
+    title: &str,
+    path: &Path,
+) -> Result<()> {
     font();
-    let k = m.confusion.len();
     let cell = 44i32;
     let (left, top) = (120i32, 70i32);
     let size = (
-        (left + cell * k as i32 + 30) as u32,
-        (top + cell * k as i32 + 110) as u32,
+        (left + cell * cols.len() as i32 + 30).max(560) as u32,
+        (top + cell * rows.len() as i32 + 110) as u32,
     );
     let root = BitMapBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let labels: Vec<&str> = m.per_class.iter().map(|c| c.label.as_str()).collect();
     root.draw(&Text::new(
         title.to_string(),
         (10, 10),
@@ -111,19 +123,19 @@ pub fn confusion(m: &Metrics, title: &str, path: &Path) -> Result<()> {
     ))
     .map_err(err)?;
     root.draw(&Text::new(
-        "rows: true class, columns: predicted; colour = share of the row".to_string(),
+        "rows: truth, columns: predicted; colour = share of the row".to_string(),
         (10, 38),
         ("sans-serif", 13).into_font(),
     ))
     .map_err(err)?;
-    for (t, row) in m.confusion.iter().enumerate() {
+    for (t, row) in matrix.iter().enumerate() {
         let total: usize = row.iter().sum::<usize>().max(1);
         for (p, &n) in row.iter().enumerate() {
             let share = n as f64 / total as f64;
             let x0 = left + p as i32 * cell;
             let y0 = top + t as i32 * cell;
             let shade = (255.0 * (1.0 - share.sqrt())) as u8;
-            let colour = if t == p {
+            let colour = if right(t, p) {
                 RGBColor(shade, 255 - (255 - shade) / 3, shade)
             } else {
                 RGBColor(255, shade, shade)
@@ -144,14 +156,14 @@ pub fn confusion(m: &Metrics, title: &str, path: &Path) -> Result<()> {
             }
         }
         root.draw(&Text::new(
-            labels[t].to_string(),
+            rows[t].to_string(),
             (6, top + t as i32 * cell + cell / 2 - 7),
             ("sans-serif", 13).into_font(),
         ))
         .map_err(err)?;
     }
-    let bottom = top + k as i32 * cell + 6;
-    for (p, l) in labels.iter().enumerate() {
+    let bottom = top + rows.len() as i32 * cell + 6;
+    for (p, l) in cols.iter().enumerate() {
         root.draw(&Text::new(
             l.to_string(),
             (left + p as i32 * cell + cell / 2 - 6, bottom),
@@ -260,4 +272,79 @@ pub fn compare_val(models: &[(&str, Vec<(f64, f64)>)], path: &Path) -> Result<()
     lines(&root, "validation accuracy per epoch", "epoch", &series)?;
     root.present().map_err(err)?;
     Ok(())
+}
+
+/// One photo of [`answer_page`]: the picture, a caption (the truth) and one line per model,
+/// green when right.
+pub struct PageCell {
+    pub picture: image::RgbImage,
+    pub caption: String,
+    pub lines: Vec<(String, bool)>,
+}
+
+/// A page of photos with what each model answered, `columns` photos a row.
+pub fn answer_page(cells: &[PageCell], columns: usize, title: &str, path: &Path) -> Result<()> {
+    font();
+    let (pw, ph) = cells
+        .first()
+        .map_or((1, 1), |c| (c.picture.width(), c.picture.height()));
+    let lines = cells.iter().map(|c| c.lines.len()).max().unwrap_or(0) as u32;
+    // Wide enough for the longest line (about 6.5 px a character at 12 px).
+    let longest = cells
+        .iter()
+        .flat_map(|c| c.lines.iter().map(|l| l.0.chars().count()))
+        .max()
+        .unwrap_or(0) as u32;
+    let (cw, chh, top) = (
+        pw.max(longest * 13 / 2) + 10,
+        ph + 22 + 15 * lines + 8,
+        40u32,
+    );
+    let rows = cells.len().div_ceil(columns.max(1)) as u32;
+    let (w, h) = (cw * columns as u32 + 8, top + chh * rows);
+    let mut canvas = image::RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    for (i, c) in cells.iter().enumerate() {
+        let (x0, y0) = (
+            8 + (i % columns) as u32 * cw,
+            top + (i / columns) as u32 * chh,
+        );
+        image::imageops::overlay(&mut canvas, &c.picture, x0.into(), y0.into());
+    }
+    let mut buf = canvas.into_raw();
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.draw(&Text::new(
+            title.to_string(),
+            (10, 10),
+            ("sans-serif", 18).into_font(),
+        ))
+        .map_err(err)?;
+        for (i, c) in cells.iter().enumerate() {
+            let x0 = 8 + (i % columns) as i32 * cw as i32;
+            let y0 = (top + (i / columns) as u32 * chh + ph + 4) as i32;
+            root.draw(&Text::new(
+                c.caption.clone(),
+                (x0, y0),
+                ("sans-serif", 13).into_font(),
+            ))
+            .map_err(err)?;
+            for (k, (line, right)) in c.lines.iter().enumerate() {
+                let colour = if *right {
+                    RGBColor(0, 120, 0)
+                } else {
+                    RGBColor(200, 0, 0)
+                };
+                root.draw(&Text::new(
+                    line.clone(),
+                    (x0, y0 + 17 + 15 * k as i32),
+                    ("sans-serif", 12).into_font().color(&colour),
+                ))
+                .map_err(err)?;
+            }
+        }
+        root.present().map_err(err)?;
+    }
+    let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow!("page buffer size"))?;
+    img.save(path)
+        .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))
 }

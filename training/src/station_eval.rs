@@ -104,15 +104,19 @@ pub fn level_inputs(
     entries
         .par_iter()
         .filter_map(|&(id, _)| cache.get(id).map(|img| (id, img)))
-        .map(|(id, img)| {
-            let mask = product_mask(img);
-            let p = Product {
-                chw: img,
-                mask: &mask,
-            };
-            station::level_frame(level, part, id, Some(p)).to_chw()
-        })
+        .map(|(id, img)| product_frame(level, part, id, img))
         .collect()
+}
+
+/// One level's frame of the catalogue photo `img` (CHW u8, network size), cut out of its
+/// background and composited; deterministic per level, part and id.
+pub fn product_frame(level: Level, part: &str, id: u64, img: &[u8]) -> Vec<u8> {
+    let mask = product_mask(img);
+    let p = Product {
+        chw: img,
+        mask: &mask,
+    };
+    station::level_frame(level, part, id, Some(p)).to_chw()
 }
 
 /// Scores `model` on `part` ("val" or "test"): `entries` of the split's classes (class index =

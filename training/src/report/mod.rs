@@ -3,6 +3,9 @@
 //! `docs/data/` (copied there from `runs/` by [`collect`], so a fresh clone regenerates the same
 //! report without the run folders).
 
+mod probe;
+mod real;
+
 use crate::card::ModelCard as Card;
 use crate::station_eval::StationScores;
 use crate::train::{EpochLog, TrainConfig};
@@ -66,6 +69,8 @@ pub struct Inputs {
     pub arch_sweep: Vec<ArchRun>,
     /// Station-model variants (runs/station-runs), chosen on validation station frames.
     pub station_runs: Vec<ArchRun>,
+    /// Pretrained-backbone runs (`training probe`), kept in docs/data/probe.
+    pub probes: Vec<crate::fit::probe::ProbeSummary>,
 }
 
 /// The architecture sweep's choice: the best validation accuracy of any epoch.
@@ -123,6 +128,7 @@ pub fn collect(runs: &Path, data: &Path) -> Result<usize> {
             &data.join("history").join(format!("{m}.csv")),
         )? as usize;
     }
+    n += probe::collect(runs, data)?;
     for folder in ["sweep-arch", "station-runs"] {
         n += copy_runs(&runs.join(folder), &data.join(folder))?;
     }
@@ -182,6 +188,7 @@ pub fn load(models: &Path, data: &Path) -> Result<Inputs> {
     sweep.sort_by(|a, b| a.lr.total_cmp(&b.lr));
     let arch_sweep = read_runs(&data.join("sweep-arch"))?;
     let station_runs = read_runs(&data.join("station-runs"))?;
+    let probes = probe::read(&data.join("probe"))?;
 
     Ok(Inputs {
         cards,
@@ -189,6 +196,7 @@ pub fn load(models: &Path, data: &Path) -> Result<Inputs> {
         sweep,
         arch_sweep,
         station_runs,
+        probes,
     })
 }
 
@@ -305,6 +313,8 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
 
     station_table(&mut md, inp, img)?;
     heads_section(&mut md, inp, img)?;
+    real::section(&mut md, inp, img)?;
+    probe::section(&mut md, inp)?;
 
     writeln!(md, "## Per-class recall (test)\n")?;
     write!(md, "| class | test images |")?;
