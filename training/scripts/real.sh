@@ -16,6 +16,8 @@ probe() {
 }
 # Catalogue photos and station frames only: what generalises to real photos.
 probe lite0-probe
+# Catalogue photos only: what station frames cost and buy.
+probe lite0-probe-catalogue --views catalogue
 # The same head also trained on real-train photos (each 3 times): adaptation.
 probe lite0-probe-realtrain --real-train-repeat 3
 "$bin" real --model models/baseline.onnx models/tuned.onnx models/augmented.onnx \
