@@ -18,6 +18,7 @@ probe() {
 probe lite0-probe
 # Catalogue photos only: what station frames cost and buy.
 probe lite0-probe-catalogue --views catalogue
+probe lite0-probe-160-catalogue --views catalogue --resize 160x120
 # The same head also trained on real-train photos (each 3 times): adaptation.
 probe lite0-probe-realtrain --real-train-repeat 3
 "$bin" real --model models/baseline.onnx models/tuned.onnx models/augmented.onnx \
