@@ -72,6 +72,18 @@ pub struct Answer {
     pub reported: Option<String>,
 }
 
+impl Answer {
+    /// The answer one photo's logits give for a model with `labels`.
+    pub fn from_logits(logits: &[f32], labels: &[String]) -> Self {
+        let top1 = classify::argmax(logits);
+        Answer {
+            top1,
+            confidence: classify::softmax(logits)[top1],
+            reported: reported(logits, labels),
+        }
+    }
+}
+
 /// Network inputs (CHW u8) of `photos`, through `tag`'s preprocessing; `None` for a photo that
 /// cannot be read (counted, never fatal: a real folder may hold a broken file).
 pub fn inputs(real: &RealPhotos, photos: &[&Photo]) -> Vec<Option<Vec<u8>>> {
@@ -85,15 +97,9 @@ pub fn inputs(real: &RealPhotos, photos: &[&Photo]) -> Vec<Option<Vec<u8>>> {
 pub fn answers(model: &Model, inputs: &[Option<Vec<u8>>]) -> Result<Vec<Option<Answer>>> {
     let present: Vec<&Vec<u8>> = inputs.iter().flatten().collect();
     let l = logits(model, &present)?;
-    let mut per = l.chunks(model.classes()).map(|l| {
-        let probs = classify::softmax(l);
-        let top1 = classify::argmax(l);
-        Answer {
-            top1,
-            confidence: probs[top1],
-            reported: reported(l, &model.info.labels),
-        }
-    });
+    let mut per = l
+        .chunks(model.classes())
+        .map(|l| Answer::from_logits(l, &model.info.labels));
     Ok(inputs
         .iter()
         .map(|i| i.as_ref().and_then(|_| per.next()))

@@ -240,13 +240,10 @@ pub fn real_answers(
     features
         .chunks(FEATURES)
         .map(|f| {
-            let l = head.logits(f);
-            let top1 = tagger_core::classify::argmax(&l);
-            Some(crate::eval::real::Answer {
-                top1,
-                confidence: tagger_core::classify::softmax(&l)[top1],
-                reported: crate::station_eval::reported(&l, labels),
-            })
+            Some(crate::eval::real::Answer::from_logits(
+                &head.logits(f),
+                labels,
+            ))
         })
         .collect()
 }
