@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real photos end to end: the shipped models scored on real-val and real-train (their cards'
 # `real` sections, confusion pictures, docs/img/real-photos.png), the pretrained-backbone probes
-# (runs/probe/, summaries copied into docs/data/probe by `training report`), then the report.
+# (runs/probe/, summaries copied into docs/data/probe by `training report`), the fine-tuned
+# backbones (runs/lite/, ~1 hour each on 2 cores; resumable: rerun the script), then the report.
 #   training/scripts/real.sh [DATA]        (TRAINING_BIN: the training binary to use)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,6 +22,19 @@ probe lite0-probe-catalogue --views catalogue
 probe lite0-probe-160-catalogue --views catalogue --resize 160x120
 # The same head also trained on real-train photos (each 3 times): adaptation.
 probe lite0-probe-realtrain --real-train-repeat 3
+# Fine-tuned at 80x60 (`training lite`): alone, with real-train photos, with room scenes. A
+# finished run only re-exports; station and real figures go into each model's card.
+lite() {
+    local name=$1 run=$2
+    shift 2
+    "$bin" lite --data "$data" --epochs 10 --epoch-size 6000 --name "$name" \
+        --run "runs/lite/$run" --out "runs/lite/$name.onnx" --resume "$@"
+    "$bin" station --data "$data" --model "runs/lite/$name.onnx"
+    "$bin" real --model "runs/lite/$name.onnx"
+}
+lite lite0-ft b-noreal --teacher runs/probe/lite0-probe.onnx
+lite lite0-ft-real a-real --teacher runs/probe/lite0-probe-realtrain.onnx --real-train-repeat 3
+lite lite0-ft-room c-room --teacher runs/probe/lite0-probe.onnx --room-share 0.25
 "$bin" real --model models/baseline.onnx models/tuned.onnx models/augmented.onnx \
     models/fast.onnx models/robust.onnx models/multihead.onnx
 "$bin" real --model models/fast.onnx models/robust.onnx models/multihead.onnx \

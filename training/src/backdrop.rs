@@ -1,7 +1,8 @@
-//! Procedural belts and trays: what is behind a product at a station.
+//! Procedural belts and trays: what is behind a product at a station; and the room surfaces real
+//! photos are taken on (wood, tiles, bed sheets and cloth, carpet), for training only.
 //!
 //! A surface is a base colour (grey, dark or coloured rubber belts; light trays), plus belt
-//! ribs or stripes, seams across the belt, a fine texture (value noise), and uneven light (a
+//! ribs or stripes (wood planks, printed cloth), seams across the belt, a fine texture (value noise), and uneven light (a
 //! gradient and a vignette). Every feature is sized as a fraction of the frame, so the same
 //! surface painted at 60x80 (one network input) or 640x480 (a whole camera frame) looks alike.
 //! All draws come from the caller's seeded RNG: a surface is a pure function of its seed.
@@ -25,10 +26,21 @@ pub enum SurfaceKind {
     Coloured,
     /// Light plastic or metal tray (off-white, never the catalogue's pure white).
     Light,
+    /// Wooden floor or table: brown planks, joints, grain.
+    Wood,
+    /// Floor tiles: light or mid tones, grout lines.
+    Tiles,
+    /// Bed sheets, blankets and cloth: any colour, soft folds, uneven room light.
+    Fabric,
+    /// Carpets and rugs: mid tones, coarse texture.
+    Carpet,
 }
 
 impl SurfaceKind {
+    /// The station surfaces (belts and trays): what the benchmark's levels draw from.
     pub const ALL: [SurfaceKind; 4] = [Self::Grey, Self::Dark, Self::Coloured, Self::Light];
+    /// Where people photograph clothes at home (real photos); training only.
+    pub const ROOM: [SurfaceKind; 4] = [Self::Wood, Self::Tiles, Self::Fabric, Self::Carpet];
 }
 
 /// One drawn surface; [`Surface::paint`] renders it at any size.
@@ -64,8 +76,109 @@ fn hsv(h: f32, s: f32, v: f32) -> [f32; 3] {
 }
 
 impl Surface {
+    /// A room surface of `kind`, or None for a station surface (which draws nothing from `rng`,
+    /// so station frames stay what they were).
+    fn draw_room(kind: SurfaceKind, rng: &mut StdRng) -> Option<Self> {
+        let across = |rng: &mut StdRng| {
+            let turn = if rng.random_bool(0.5) {
+                0.0
+            } else {
+                std::f32::consts::FRAC_PI_2
+            };
+            turn + rng.random_range(-0.3..0.3)
+        };
+        let room_light = |rng: &mut StdRng| {
+            (
+                rng.random_range(0.1..0.45),
+                rng.random_range(0.0..std::f32::consts::TAU),
+                rng.random_range(0.05..0.35),
+            )
+        };
+        let (base, stripes, seams, texture) = match kind {
+            SurfaceKind::Wood => {
+                let base = hsv(
+                    rng.random_range(18.0..42.0),
+                    rng.random_range(0.3..0.65),
+                    rng.random_range(0.3..0.8),
+                );
+                let planks = (
+                    rng.random_range(6.0..22.0),
+                    rng.random_range(0.06..0.25),
+                    across(rng),
+                    rng.random_bool(0.5),
+                );
+                let joints = (0..rng.random_range(0..4))
+                    .map(|_| {
+                        (
+                            rng.random_range(0.0..1.0),
+                            rng.random_range(0.004..0.012),
+                            rng.random_range(-40.0..-10.0),
+                        )
+                    })
+                    .collect();
+                let grain = (rng.random_range(4.0..12.0), rng.random_range(0.01..0.04));
+                (base, Some(planks), joints, grain)
+            }
+            SurfaceKind::Tiles => {
+                let v = rng.random_range(110.0..235.0);
+                let base = hsv(
+                    rng.random_range(20.0..60.0),
+                    rng.random_range(0.0..0.2),
+                    v / 255.0,
+                );
+                let n = rng.random_range(2..5);
+                let width = rng.random_range(0.008..0.02);
+                let delta = rng.random_range(-45.0..-12.0);
+                let grout = (0..n)
+                    .map(|k| ((k as f32 + 0.5) / n as f32, width, delta))
+                    .collect();
+                let texture = (rng.random_range(1.0..5.0), rng.random_range(0.02..0.06));
+                (base, None, grout, texture)
+            }
+            SurfaceKind::Fabric => {
+                let base = hsv(
+                    rng.random_range(0.0..360.0),
+                    rng.random_range(0.0..0.45),
+                    rng.random_range(0.45..0.97),
+                );
+                let print = rng.random_bool(0.3).then(|| {
+                    (
+                        rng.random_range(10.0..40.0),
+                        rng.random_range(0.05..0.2),
+                        across(rng),
+                        rng.random_bool(0.5),
+                    )
+                });
+                let folds = (rng.random_range(10.0..30.0), rng.random_range(0.15..0.4));
+                (base, print, vec![], folds)
+            }
+            SurfaceKind::Carpet => {
+                let base = hsv(
+                    rng.random_range(0.0..360.0),
+                    rng.random_range(0.05..0.5),
+                    rng.random_range(0.2..0.7),
+                );
+                let pile = (rng.random_range(8.0..22.0), rng.random_range(0.005..0.02));
+                (base, None, vec![], pile)
+            }
+            _ => return None,
+        };
+        Some(Self {
+            kind,
+            base,
+            stripes,
+            seams,
+            texture,
+            texture_seed: rng.random(),
+            light: room_light(rng),
+        })
+    }
+
     /// Draws a surface of `kind`.
     pub fn draw(kind: SurfaceKind, rng: &mut StdRng) -> Self {
+        if let Some(room) = Self::draw_room(kind, rng) {
+            return room;
+        }
         let tint = |rng: &mut StdRng, v: f32, t: f32| {
             [
                 v * (1.0 + rng.random_range(-t..=t)),
@@ -91,6 +204,7 @@ impl Surface {
                 let v = rng.random_range(175.0..236.0);
                 tint(rng, v, 0.04)
             }
+            room => unreachable!("{room:?} is drawn by draw_room"),
         };
         let stripes = rng.random_bool(0.6).then(|| {
             (
@@ -215,6 +329,21 @@ mod tests {
         let c = Surface::draw(SurfaceKind::Grey, &mut StdRng::seed_from_u64(4)).paint(60, 80);
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn room_surfaces_differ_from_belts_and_vary() {
+        for k in SurfaceKind::ROOM {
+            let mut rng = StdRng::seed_from_u64(5);
+            let a = Surface::draw(k, &mut rng).paint(30, 40);
+            let b = Surface::draw(k, &mut rng).paint(30, 40);
+            assert_ne!(a, b, "{k:?}");
+            assert!(a.iter().all(|c| c.iter().all(|v| v.is_finite())));
+        }
+        // Wood is brown: red above blue on average.
+        let p = Surface::draw(SurfaceKind::Wood, &mut StdRng::seed_from_u64(2)).paint(30, 40);
+        let (r, b): (f32, f32) = p.iter().fold((0.0, 0.0), |(r, b), c| (r + c[0], b + c[2]));
+        assert!(r > b);
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub struct ExportedModel {
     pub onnx_sha256: String,
     pub label_column: String,
     pub labels: Vec<String>,
-    pub arch: crate::model::Arch,
+    pub arch: Network,
     pub params: u64,
     pub flops_per_image: u64,
     pub receptive_field_px: usize,
@@ -61,6 +61,55 @@ pub struct ExportedModel {
     pub export_check: crate::export::ExportCheck,
     /// Commands that reproduce this file, in order.
     pub reproduce: Vec<String>,
+}
+
+/// The network behind a card: one of our CNNs (model.rs), or the pretrained backbone
+/// fine-tuned (`training lite`). Untagged, so the CNN cards read and write as they always have.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Network {
+    Cnn(crate::model::Arch),
+    Lite(LiteNetwork),
+}
+
+/// A fine-tuned EfficientNet-Lite0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiteNetwork {
+    /// Where the pretrained weights come from.
+    pub backbone: String,
+    /// Size (h, w) the 80x60 input is enlarged to inside the network (80x60: not enlarged).
+    pub input: (usize, usize),
+    /// Leading blocks kept at their pretrained weights.
+    pub frozen_blocks: usize,
+    pub dropout: f64,
+    pub outputs: usize,
+}
+
+impl Network {
+    /// The CNN's architecture, when it is one.
+    pub fn cnn(&self) -> Option<&crate::model::Arch> {
+        match self {
+            Network::Cnn(a) => Some(a),
+            Network::Lite(_) => None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Network::Cnn(a) => a.describe(),
+            Network::Lite(l) => format!(
+                "{} at {}x{}, first {} blocks frozen",
+                l.backbone, l.input.0, l.input.1, l.frozen_blocks
+            ),
+        }
+    }
+
+    pub fn dropout(&self) -> f64 {
+        match self {
+            Network::Cnn(a) => a.dropout,
+            Network::Lite(l) => l.dropout,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

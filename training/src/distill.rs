@@ -51,6 +51,22 @@ impl TeacherTargets {
     }
 }
 
+impl TeacherTargets {
+    /// Targets from a teacher's logits computed elsewhere (`logits`: one row of `classes`
+    /// product logits per id, e.g. a probe head on cached backbone features).
+    pub fn from_logits(ids: &[u64], logits: &[f32], classes: usize, temperature: f32) -> Self {
+        let probs = logits
+            .chunks(classes)
+            .flat_map(|l| softened(l, temperature))
+            .collect();
+        TeacherTargets {
+            index: ids.iter().enumerate().map(|(i, &id)| (id, i)).collect(),
+            probs,
+            classes,
+        }
+    }
+}
+
 /// Softmax of `logits / temperature`.
 pub fn softened(logits: &[f32], temperature: f32) -> Vec<f32> {
     let t = temperature.max(1e-3);

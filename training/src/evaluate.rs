@@ -214,7 +214,7 @@ pub fn model_card(
         params: cfg.arch.params_folded(),
         flops_per_image: cfg.arch.flops(),
         receptive_field_px: cfg.arch.receptive_field(),
-        arch: cfg.arch.clone(),
+        arch: crate::card::Network::Cnn(cfg.arch.clone()),
         training: TrainingSummary {
             epochs: state.epochs_done,
             best_epoch: state.best_epoch,

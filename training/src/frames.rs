@@ -248,6 +248,51 @@ pub fn sample_grid(
     Ok(png)
 }
 
+/// Classes drawn as a pair in room scenes (shoes lie in pairs on a floor).
+pub const PAIRED: [&str; 3] = ["Shoes", "Sandal", "Flip Flops"];
+
+/// A PNG of the training-only room scenes (station.rs `Scene::room`): one row per class, five
+/// frames each at 2x, the paired classes as pairs where the draw says so.
+pub fn room_grid(
+    cache: &ImageCache,
+    split: &Split,
+    entries: &[Entry],
+    part: &str,
+) -> Result<Vec<u8>> {
+    let (w, h) = (WIDTH, HEIGHT);
+    let (cw, ch, gap) = (2 * w, 2 * h, 4u32);
+    let picked = spread(entries, split.labels.len(), split.labels.len());
+    let cols = 5u32;
+    let mut grid = RgbImage::from_pixel(
+        cols * (cw + gap) + gap,
+        picked.len() as u32 * (ch + gap) + gap,
+        image::Rgb([40, 40, 40]),
+    );
+    for (r, &(id, class)) in picked.iter().enumerate() {
+        let Some(img) = cache.get(id) else { continue };
+        let mask = product_mask(img);
+        let paired = PAIRED.contains(&split.labels[class].as_str());
+        let scene = station::Scene::room(if paired { 0.7 } else { 0.0 });
+        for c in 0..cols {
+            let seed = station::mix(id ^ station::mix(c as u64 ^ part.len() as u64));
+            let product = Product {
+                chw: img,
+                mask: &mask,
+            };
+            let rgb = station::network_frame(Some(product), &scene, station::mix(seed), seed).image;
+            let (x0, y0) = (gap + c * (cw + gap), gap + r as u32 * (ch + gap));
+            for y in 0..ch {
+                for x in 0..cw {
+                    grid.put_pixel(x0 + x, y0 + y, *rgb.get_pixel(x / 2, y / 2));
+                }
+            }
+        }
+    }
+    let mut png = vec![];
+    grid.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    Ok(png)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,6 +50,9 @@ enum Cmd {
     /// Train a head on the frozen pretrained EfficientNet-Lite0 (cached features of fixed views
     /// of the training photos) and write backbone and head as one ONNX model.
     Probe(commands::probe::Args),
+    /// Fine-tune the pretrained EfficientNet-Lite0 (all but its first blocks) on station frames,
+    /// catalogue photos and optionally real-train photos; checkpoints every epoch (`--resume`).
+    Lite(commands::lite::Args),
     /// Score exported models (and their int8 siblings) on real photos per group (Topwear,
     /// Bottomwear, Footwear, other kinds) into their cards; splits the photos by sender on first
     /// use (models/real-split.json).
@@ -76,6 +79,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Quantize(args) => commands::quantize::run(args),
         Cmd::Real(args) => commands::real::run(args),
         Cmd::Probe(args) => commands::probe::run(args),
+        Cmd::Lite(args) => commands::lite::run(args),
     };
     // The one place outcomes become exit codes: 0 done, 2 usage or data errors (the message
     // says what to fix), 1 anything else. Clap's own usage errors exit 2 too.

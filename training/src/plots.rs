@@ -274,6 +274,16 @@ pub fn compare_val(models: &[(&str, Vec<(f64, f64)>)], path: &Path) -> Result<()
     Ok(())
 }
 
+/// Any per-epoch figures on one chart, titled: each series' name with its (epoch, value) points.
+pub fn per_epoch(title: &str, series: &[(String, Vec<(f64, f64)>)], path: &Path) -> Result<()> {
+    font();
+    let root = BitMapBackend::new(path, (800, 450)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    lines(&root, title, "epoch", series)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
 /// One photo of [`answer_page`]: the picture, a caption (the truth) and one line per model,
 /// green when right.
 pub struct PageCell {

@@ -48,6 +48,17 @@ pub struct StationTraining {
     /// not learn one cutting method's edges.
     #[serde(default)]
     pub cut_jitter: bool,
+    /// Share of product samples photographed "at home" instead ([`Scene::room`]: wood, tiles,
+    /// sheets, carpet, room light), as real photos are taken.
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
+    pub room_share: f32,
+    /// Classes (output indices) drawn as a pair in most room scenes: shoes lie in pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pair_classes: Vec<usize>,
+}
+
+fn is_zero_f32(v: &f32) -> bool {
+    *v == 0.0
 }
 
 impl StationTraining {
@@ -58,6 +69,8 @@ impl StationTraining {
             empty_share: 0.06,
             negatives,
             cut_jitter: false,
+            room_share: 0.0,
+            pair_classes: vec![],
         }
     }
 }
@@ -281,8 +294,8 @@ pub struct Batch {
 }
 
 /// The network input of one training sample, or None for a corrupt image.
-fn sample_input(cfg: &TrainConfig, cache: &ImageCache, s: Sample, epoch: usize) -> Option<Vec<u8>> {
-    let seed = mix(cfg.recipe.seed
+fn sample_input(recipe: &Recipe, cache: &ImageCache, s: Sample, epoch: usize) -> Option<Vec<u8>> {
+    let seed = mix(recipe.seed
         ^ ((epoch as u64) << 32)
         ^ mix(match s {
             Sample::Product(id, _) | Sample::Other(id) => id,
@@ -291,7 +304,7 @@ fn sample_input(cfg: &TrainConfig, cache: &ImageCache, s: Sample, epoch: usize) 
     let render = |product: Option<Product>, scene: &Scene| {
         station::network_frame(product, scene, mix(seed ^ 1), seed).to_chw()
     };
-    match (s, &cfg.recipe.station, &cfg.recipe.augment) {
+    match (s, &recipe.station, &recipe.augment) {
         (Sample::Empty(_), Some(st), _) => Some(render(None, &st.scene)),
         (Sample::Product(id, _) | Sample::Other(id), Some(st), _) => {
             let img = cache.get(id)?;
@@ -302,8 +315,12 @@ fn sample_input(cfg: &TrainConfig, cache: &ImageCache, s: Sample, epoch: usize) 
                 (true, _) => CutStyle::Tight,
             };
             let mask = product_mask_with(img, style);
+            // Recipes without room scenes draw nothing more: their frames stay as they were.
             let scene = if rng.random_bool(st.catalogue_share as f64) {
                 Scene::catalogue()
+            } else if st.room_share > 0.0 && rng.random_bool(st.room_share as f64) {
+                let paired = matches!(s, Sample::Product(_, c) if st.pair_classes.contains(&c));
+                Scene::room(if paired { 0.7 } else { 0.0 })
             } else {
                 st.scene.clone()
             };
@@ -321,7 +338,7 @@ fn sample_input(cfg: &TrainConfig, cache: &ImageCache, s: Sample, epoch: usize) 
             aug.apply(
                 img,
                 &mut out,
-                (cfg.recipe.seed ^ ((epoch as u64) << 32)) ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                (recipe.seed ^ ((epoch as u64) << 32)) ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
             );
             Some(out)
         }
@@ -336,26 +353,30 @@ fn sample_input(cfg: &TrainConfig, cache: &ImageCache, s: Sample, epoch: usize) 
 type BuiltSample = (Vec<f32>, Vec<f32>, i64, Vec<i32>);
 
 /// Builds one batch on rayon's workers: augmentation and compositing never run on the thread
-/// that trains. `teacher`: distillation targets of the product photos (distill.rs).
+/// that trains. `labels`: the outputs (`none` last for station recipes); `teacher`: distillation
+/// targets of the product photos (distill.rs).
+#[allow(clippy::too_many_arguments)]
 pub fn make_batch(
-    cfg: &TrainConfig,
+    recipe: &Recipe,
+    labels: &[String],
+    norm: &Normalization,
     cache: &ImageCache,
     samples: &[Sample],
     epoch: usize,
     teacher: Option<&TeacherTargets>,
     heads: &HeadTargets,
 ) -> Batch {
-    let k = cfg.labels.len();
-    let h = cfg.recipe.heads.len();
-    let none = cfg.recipe.station.as_ref().map(|_| k - 1);
+    let k = labels.len();
+    let h = recipe.heads.len();
+    let none = recipe.station.as_ref().map(|_| k - 1);
     let products = none.unwrap_or(k);
-    let eps = cfg.recipe.label_smoothing as f32;
+    let eps = recipe.label_smoothing as f32;
     let built: Vec<BuiltSample> = samples
         .par_iter()
         .filter_map(|&s| {
-            let chw = sample_input(cfg, cache, s, epoch)?;
+            let chw = sample_input(recipe, cache, s, epoch)?;
             let mut x = vec![0f32; IMAGE_LEN];
-            normalize_into(&chw, &cfg.normalization, &mut x);
+            normalize_into(&chw, norm, &mut x);
             let mut t = vec![0f32; k];
             let hard = match s {
                 Sample::Product(_, c) => c as i64,
@@ -365,9 +386,7 @@ pub fn make_batch(
             if hard >= 0 {
                 t.iter_mut().for_each(|v| *v = eps / k as f32);
                 t[hard as usize] += 1.0 - eps;
-                if let (Sample::Product(id, _), Some(tt), Some(d)) =
-                    (s, teacher, &cfg.recipe.distill)
-                {
+                if let (Sample::Product(id, _), Some(tt), Some(d)) = (s, teacher, &recipe.distill) {
                     if let Some(p) = tt.get(id) {
                         distill::blend(&mut t, p, d.weight);
                     }
@@ -822,7 +841,16 @@ pub fn train(
             scope.spawn(move || {
                 for chunk in order.chunks(cfg.recipe.batch_size) {
                     if tx
-                        .send(make_batch(cfg, cache, chunk, epoch, teacher, heads))
+                        .send(make_batch(
+                            &cfg.recipe,
+                            &cfg.labels,
+                            &cfg.normalization,
+                            cache,
+                            chunk,
+                            epoch,
+                            teacher,
+                            heads,
+                        ))
                         .is_err()
                     {
                         break;

@@ -244,7 +244,9 @@ fn smoke_training_loss_falls_resumes_and_exports() {
     dcfg.recipe.distill = Some(d.clone());
     let sample = [train::Sample::Product(s.test[0].0, s.test[0].1)];
     let b = train::make_batch(
-        &dcfg,
+        &dcfg.recipe,
+        &dcfg.labels,
+        &dcfg.normalization,
         &cache,
         &sample,
         1,
@@ -452,8 +454,26 @@ fn augmentation_keeps_labels_and_shapes_and_spares_evaluation() {
         .iter()
         .map(|&(id, c)| train::Sample::Product(id, c))
         .collect();
-    let a = train::make_batch(&cfg, &cache, &samples, 5, None, &Default::default());
-    let b = train::make_batch(&cfg, &cache, &samples, 5, None, &Default::default());
+    let a = train::make_batch(
+        &cfg.recipe,
+        &cfg.labels,
+        &cfg.normalization,
+        &cache,
+        &samples,
+        5,
+        None,
+        &Default::default(),
+    );
+    let b = train::make_batch(
+        &cfg.recipe,
+        &cfg.labels,
+        &cfg.normalization,
+        &cache,
+        &samples,
+        5,
+        None,
+        &Default::default(),
+    );
     assert_eq!(a.n, 8);
     assert_eq!(a.input.len(), 8 * preprocess::IMAGE_LEN);
     let labels: Vec<i64> = s.train[..8].iter().map(|e| e.1 as i64).collect();
@@ -466,7 +486,17 @@ fn augmentation_keeps_labels_and_shapes_and_spares_evaluation() {
     assert_eq!(a.input, b.input, "same seed, same batch");
     assert_ne!(
         a.input,
-        train::make_batch(&cfg, &cache, &samples, 6, None, &Default::default()).input
+        train::make_batch(
+            &cfg.recipe,
+            &cfg.labels,
+            &cfg.normalization,
+            &cache,
+            &samples,
+            6,
+            None,
+            &Default::default()
+        )
+        .input
     );
     // The evaluation path (no augmentation) feeds exactly the preprocessed images.
     let entries = &s.train[..8];
@@ -520,7 +550,16 @@ fn station_training_learns_empty_belts() {
         train::Sample::Empty(3),
         train::Sample::Other(other),
     ];
-    let b = train::make_batch(&cfg, &cache, &samples, 1, None, &Default::default());
+    let b = train::make_batch(
+        &cfg.recipe,
+        &cfg.labels,
+        &cfg.normalization,
+        &cache,
+        &samples,
+        1,
+        None,
+        &Default::default(),
+    );
     assert_eq!(b.n, 3);
     assert_eq!(b.hard, vec![s.train[0].1 as i64, 2, -1]);
     let k = labels.len();
@@ -535,11 +574,31 @@ fn station_training_learns_empty_belts() {
     );
     assert_eq!(
         b.input,
-        train::make_batch(&cfg, &cache, &samples, 1, None, &Default::default()).input
+        train::make_batch(
+            &cfg.recipe,
+            &cfg.labels,
+            &cfg.normalization,
+            &cache,
+            &samples,
+            1,
+            None,
+            &Default::default()
+        )
+        .input
     );
     assert_ne!(
         b.input,
-        train::make_batch(&cfg, &cache, &samples, 2, None, &Default::default()).input
+        train::make_batch(
+            &cfg.recipe,
+            &cfg.labels,
+            &cfg.normalization,
+            &cache,
+            &samples,
+            2,
+            None,
+            &Default::default()
+        )
+        .input
     );
 
     let paths = RunPaths::new(&tmp.path().join("run"));

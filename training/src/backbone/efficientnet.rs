@@ -202,6 +202,16 @@ impl Lite {
         total
     }
 
+    /// Receptive field in input pixels of one unit before global pooling.
+    pub fn receptive_field(&self) -> usize {
+        let (mut rf, mut jump) = (1, 1);
+        for c in self.convs() {
+            rf += (c.kernel - 1) * jump;
+            jump *= c.stride;
+        }
+        rf
+    }
+
     pub fn params(&self) -> usize {
         self.convs().map(|c| c.w.len() + c.b.len()).sum()
     }

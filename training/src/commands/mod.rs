@@ -13,6 +13,7 @@ pub mod evaluate;
 pub mod export;
 pub mod frames;
 pub mod heads;
+pub mod lite;
 pub mod negatives;
 pub mod probe;
 pub mod quantize;

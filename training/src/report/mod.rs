@@ -3,6 +3,7 @@
 //! `docs/data/` (copied there from `runs/` by [`collect`], so a fresh clone regenerates the same
 //! report without the run folders).
 
+pub mod lite;
 mod probe;
 mod real;
 
@@ -57,7 +58,7 @@ impl ArchRun {
     /// settings, seed included (a variant's other seeds differ only there).
     pub fn is_behind(&self, card: &crate::card::ExportedModel) -> bool {
         let (c, t) = (&self.config, &card.training);
-        (&c.arch, c.epochs, &c.recipe) == (&card.arch, t.epochs, &t.recipe)
+        card.arch.cnn() == Some(&c.arch) && (c.epochs, &c.recipe) == (t.epochs, &t.recipe)
     }
 }
 
@@ -71,6 +72,8 @@ pub struct Inputs {
     pub station_runs: Vec<ArchRun>,
     /// Pretrained-backbone runs (`training probe`), kept in docs/data/probe.
     pub probes: Vec<crate::fit::probe::ProbeSummary>,
+    /// Fine-tuning runs (`training lite`), kept in docs/data/lite.
+    pub lites: Vec<lite::LiteRun>,
 }
 
 /// The architecture sweep's choice: the best validation accuracy of any epoch.
@@ -129,6 +132,7 @@ pub fn collect(runs: &Path, data: &Path) -> Result<usize> {
         )? as usize;
     }
     n += probe::collect(runs, data)?;
+    n += lite::collect(runs, data)?;
     for folder in ["sweep-arch", "station-runs"] {
         n += copy_runs(&runs.join(folder), &data.join(folder))?;
     }
@@ -189,6 +193,7 @@ pub fn load(models: &Path, data: &Path) -> Result<Inputs> {
     let arch_sweep = read_runs(&data.join("sweep-arch"))?;
     let station_runs = read_runs(&data.join("station-runs"))?;
     let probes = probe::read(&data.join("probe"))?;
+    let lites = lite::read(&data.join("lite"))?;
 
     Ok(Inputs {
         cards,
@@ -197,6 +202,7 @@ pub fn load(models: &Path, data: &Path) -> Result<Inputs> {
         arch_sweep,
         station_runs,
         probes,
+        lites,
     })
 }
 
@@ -315,6 +321,7 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
     heads_section(&mut md, inp, img)?;
     real::section(&mut md, inp, img)?;
     probe::section(&mut md, inp)?;
+    lite::section(&mut md, inp, img)?;
 
     writeln!(md, "## Per-class recall (test)\n")?;
     write!(md, "| class | test images |")?;
@@ -342,8 +349,8 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
              [training/README.md](../training/README.md#the-baseline-cnn). It reaches {} on test \
              and {} on validation; its train accuracy ({}) is {} above validation: it fits the \
              training set more tightly than it generalises.\n",
-            b.arch.channels,
-            b.arch.dropout,
+            b.arch.cnn().map(|a| a.channels.clone()).unwrap_or_default(),
+            b.arch.dropout(),
             b.training.recipe.lr,
             b.training.recipe.weight_decay,
             b.training.recipe.batch_size,
@@ -549,7 +556,7 @@ pub fn render(inp: &Inputs, img: &str) -> Result<String> {
             f.training.recipe.lr,
             f.training.epochs,
             f.training.recipe.seed,
-            f.arch.dropout,
+            f.arch.dropout(),
             f.training.recipe.weight_decay,
             f.arch.describe(),
             f.flops_per_image as f64 / 1e6,
@@ -937,7 +944,10 @@ fn heads_section(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
         };
         (arch, recipe)
     };
-    let card_recipe = without_heads(&k.arch, &k.training.recipe);
+    let Some(card_arch) = k.arch.cnn() else {
+        return Ok(());
+    };
+    let card_recipe = without_heads(card_arch, &k.training.recipe);
     let runs: Vec<&ArchRun> = inp
         .station_runs
         .iter()
@@ -1017,6 +1027,7 @@ pub fn write(models: &Path, data: &Path, docs: &Path) -> Result<PathBuf> {
     if !named.is_empty() {
         crate::plots::compare_val(&named, &img.join("compare-val.png"))?;
     }
+    lite::plot(&inp, &img)?;
     let md = render(&inp, "img")?;
     let out = docs.join("REPORT.md");
     crate::util::write_atomic(&out, md.as_bytes())?;

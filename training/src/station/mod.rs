@@ -11,11 +11,13 @@
 //! photos hold no more detail), or as whole 640x480 camera frames with the product inside the
 //! station's region of interest, for `tag watch`.
 
-use crate::backdrop::{Surface, SurfaceKind};
+mod render;
+
+pub use render::{render, sample};
+
+use crate::backdrop::SurfaceKind;
 use crate::cutout::Mask;
 use image::RgbImage;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tagger_core::preprocess::{HEIGHT, WIDTH};
 
@@ -46,6 +48,14 @@ pub struct Scene {
     pub noise: (f32, f32),
     /// JPEG quality range; `None`: the frame is not compressed.
     pub jpeg: Option<(u8, u8)>,
+    /// Chance that the product is drawn as a pair: two smaller copies side by side, one
+    /// mirrored, as shoes lie on a floor. Station scenes have none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pair: f32,
+}
+
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
 }
 
 /// The benchmark's named scenes.
@@ -92,6 +102,7 @@ impl Level {
             blur_chance: 0.0,
             noise: (0.0, 2.0),
             jpeg: Some((80, 90)),
+            pair: 0.0,
         };
         let hard = Scene {
             surfaces: SurfaceKind::ALL.to_vec(),
@@ -167,6 +178,29 @@ impl Scene {
             blur_chance: 0.5,
             noise: (0.0, 9.0),
             jpeg: Some((50, 95)),
+            pair: 0.0,
+        }
+    }
+
+    /// A product photographed at home: on a wooden floor, tiles, a bed sheet or a carpet, in
+    /// room light (warmer or colder, a falloff), smaller in the frame and turned further than
+    /// at a station; `pair` as given (shoes lie in pairs).
+    pub fn room(pair: f32) -> Self {
+        Scene {
+            surfaces: SurfaceKind::ROOM.to_vec(),
+            shift: 0.14,
+            scale: (0.45, 0.95),
+            rotate_deg: 30.0,
+            mirror: true,
+            shadow: 0.3,
+            white_balance: 0.2,
+            brightness: 0.25,
+            contrast: 0.3,
+            blur: (0.3, 1.2),
+            blur_chance: 0.4,
+            noise: (0.0, 8.0),
+            jpeg: Some((60, 95)),
+            pair,
         }
     }
 
@@ -187,6 +221,7 @@ impl Scene {
             blur_chance: 0.0,
             noise: (0.0, 0.0),
             jpeg: Some((70, 95)),
+            pair: 0.0,
         }
     }
 }
@@ -243,216 +278,6 @@ impl Frame {
 pub struct Product<'a> {
     pub chw: &'a [u8],
     pub mask: &'a Mask,
-}
-
-fn sym(rng: &mut StdRng, m: f32) -> f32 {
-    if m > 0.0 {
-        rng.random_range(-m..=m)
-    } else {
-        0.0
-    }
-}
-
-fn range(rng: &mut StdRng, (lo, hi): (f32, f32)) -> f32 {
-    if hi > lo {
-        rng.random_range(lo..=hi)
-    } else {
-        lo
-    }
-}
-
-/// Bilinear sample of one channel plane (`w x h`); outside the plane: `outside`.
-pub fn sample(p: &[u8], w: usize, h: usize, x: f32, y: f32, outside: f32) -> f32 {
-    let at = |xi: i64, yi: i64| -> f32 {
-        if xi < 0 || yi < 0 || xi >= w as i64 || yi >= h as i64 {
-            outside
-        } else {
-            p[yi as usize * w + xi as usize] as f32
-        }
-    };
-    let (x0, y0) = (x.floor(), y.floor());
-    let (fx, fy) = (x - x0, y - y0);
-    let (x0, y0) = (x0 as i64, y0 as i64);
-    let top = at(x0, y0) * (1.0 - fx) + at(x0 + 1, y0) * fx;
-    let bottom = at(x0, y0 + 1) * (1.0 - fx) + at(x0 + 1, y0 + 1) * fx;
-    top * (1.0 - fy) + bottom * fy
-}
-
-/// Renders one frame of `scene` at `out_w x out_h` with the product (if any) placed in `rect`.
-/// `surface_seed` draws the belt (a sequence of frames can share one), `seed` everything else.
-/// A scene without surfaces keeps the catalogue's white background.
-pub fn render(
-    product: Option<Product>,
-    scene: &Scene,
-    surface_seed: u64,
-    seed: u64,
-    (out_w, out_h): (usize, usize),
-    rect: Rect,
-) -> Frame {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut bg = if scene.surfaces.is_empty() {
-        vec![[255.0f32; 3]; out_w * out_h]
-    } else {
-        let mut srng = StdRng::seed_from_u64(surface_seed);
-        Surface::draw_any(&scene.surfaces, &mut srng).paint(out_w, out_h)
-    };
-    // Scale of a 60x80 source pixel in output pixels (frame-size independent draws below).
-    let unit = rect.h / HEIGHT as f32;
-    if let Some(p) = product {
-        let (w, h) = (WIDTH as usize, HEIGHT as usize);
-        let plane = w * h;
-        let mirror = scene.mirror && rng.random_bool(0.5);
-        let s = range(&mut rng, scene.scale);
-        let angle = sym(&mut rng, scene.rotate_deg).to_radians();
-        let dx = sym(&mut rng, scene.shift) * rect.w;
-        let dy = sym(&mut rng, scene.shift) * rect.h;
-        let shadow = rng.random_bool(scene.shadow as f64).then(|| {
-            (
-                rng.random_range(1.0..4.0f32),
-                rng.random_range(1.0..4.0f32),
-                rng.random_range(0.25..0.55f32),
-            )
-        });
-        let (cx, cy) = (rect.x + rect.w / 2.0 + dx, rect.y + rect.h / 2.0 + dy);
-        let k = s * unit; // output pixels per source pixel
-        let (sin, cos) = angle.sin_cos();
-        let (scx, scy) = ((w as f32) / 2.0, (h as f32) / 2.0);
-        // Output pixel centre -> source coordinates (pixel centres at +0.5).
-        let to_src = |ox: f32, oy: f32| {
-            let (rx, ry) = ((ox - cx) / k, (oy - cy) / k);
-            let mut sx = cos * rx + sin * ry;
-            let sy = -sin * rx + cos * ry;
-            if mirror {
-                sx = -sx;
-            }
-            (sx + scx - 0.5, sy + scy - 0.5)
-        };
-        // Only the product's bounding box (plus the shadow) needs visiting.
-        let half = 0.5 * k * ((w * w + h * h) as f32).sqrt() + 6.0 * unit;
-        let x0 = ((cx - half).floor().max(0.0)) as usize;
-        let x1 = ((cx + half).ceil().min(out_w as f32)) as usize;
-        let y0 = ((cy - half).floor().max(0.0)) as usize;
-        let y1 = ((cy + half).ceil().min(out_h as f32)) as usize;
-        let alpha = |sx: f32, sy: f32| sample(&p.mask.alpha, w, h, sx, sy, 0.0) / 255.0;
-        for oy in y0..y1 {
-            for ox in x0..x1 {
-                let (px, py) = (ox as f32 + 0.5, oy as f32 + 0.5);
-                let i = oy * out_w + ox;
-                if let Some((sdx, sdy, strength)) = shadow {
-                    // Soft shadow: the mask, offset and averaged over a small neighbourhood.
-                    let (bx, by) = to_src(px - sdx * unit, py - sdy * unit);
-                    let mut a = 0.0;
-                    for j in [-1.5f32, 0.0, 1.5] {
-                        for i2 in [-1.5f32, 0.0, 1.5] {
-                            a += alpha(bx + i2, by + j);
-                        }
-                    }
-                    let darken = 1.0 - strength * a / 9.0;
-                    for v in bg[i].iter_mut() {
-                        *v *= darken;
-                    }
-                }
-                let (sx, sy) = to_src(px, py);
-                let a = alpha(sx, sy);
-                if a > 0.0 {
-                    for (c, out) in bg[i].iter_mut().enumerate() {
-                        // Clamp to the edge for colour: alpha decides what shows.
-                        let v = sample(
-                            &p.chw[c * plane..(c + 1) * plane],
-                            w,
-                            h,
-                            sx.clamp(0.0, w as f32 - 1.0),
-                            sy.clamp(0.0, h as f32 - 1.0),
-                            255.0,
-                        );
-                        *out = a * v + (1.0 - a) * *out;
-                    }
-                }
-            }
-        }
-    }
-    // Camera: white balance, contrast, brightness.
-    let gains = [
-        1.0 + sym(&mut rng, scene.white_balance),
-        1.0 + sym(&mut rng, scene.white_balance),
-        1.0 + sym(&mut rng, scene.white_balance),
-    ];
-    let contrast = 1.0 + sym(&mut rng, scene.contrast);
-    let brightness = sym(&mut rng, scene.brightness) * 255.0;
-    for px in bg.iter_mut() {
-        for c in 0..3 {
-            px[c] = ((px[c] - 128.0) * contrast + 128.0 + brightness) * gains[c];
-        }
-    }
-    if scene.blur_chance > 0.0 && rng.random_bool(scene.blur_chance as f64) {
-        let sigma = range(&mut rng, scene.blur) * unit;
-        blur(&mut bg, out_w, out_h, sigma);
-    }
-    let sigma = range(&mut rng, scene.noise);
-    let mut image = RgbImage::new(out_w as u32, out_h as u32);
-    for (px, value) in image.pixels_mut().zip(&bg) {
-        for (c, v) in value.iter().enumerate() {
-            let n = if sigma > 0.0 {
-                // Sum of three uniforms: near-Gaussian, variance 1.
-                (0..3).map(|_| rng.random_range(-1.0f32..1.0)).sum::<f32>() * sigma
-            } else {
-                0.0
-            };
-            px.0[c] = (v + n).round().clamp(0.0, 255.0) as u8;
-        }
-    }
-    let jpeg_quality = scene.jpeg.map(|(lo, hi)| {
-        if hi > lo {
-            rng.random_range(lo..=hi)
-        } else {
-            lo
-        }
-    });
-    Frame {
-        image,
-        jpeg_quality,
-    }
-}
-
-/// Separable Gaussian blur in place (edges clamped).
-fn blur(img: &mut [[f32; 3]], w: usize, h: usize, sigma: f32) {
-    if sigma < 0.2 {
-        return;
-    }
-    let r = (sigma * 2.5).ceil() as i64;
-    let kernel: Vec<f32> = (-r..=r)
-        .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
-        .collect();
-    let sum: f32 = kernel.iter().sum();
-    let kernel: Vec<f32> = kernel.iter().map(|k| k / sum).collect();
-    let mut tmp = vec![[0.0f32; 3]; img.len()];
-    blur_pass(img, &mut tmp, (w, h), &kernel, (1, 0));
-    blur_pass(&tmp, img, (w, h), &kernel, (0, 1));
-}
-
-/// One direction of a separable blur: `(dx, dy)` is (1, 0) for rows, (0, 1) for columns.
-fn blur_pass(
-    src: &[[f32; 3]],
-    dst: &mut [[f32; 3]],
-    (w, h): (usize, usize),
-    kernel: &[f32],
-    (dx, dy): (i64, i64),
-) {
-    let r = (kernel.len() / 2) as i64;
-    for y in 0..h as i64 {
-        for x in 0..w as i64 {
-            let mut acc = [0.0f32; 3];
-            for (j, k) in kernel.iter().enumerate() {
-                let o = j as i64 - r;
-                let xx = (x + o * dx).clamp(0, w as i64 - 1) as usize;
-                let yy = (y + o * dy).clamp(0, h as i64 - 1) as usize;
-                for c in 0..3 {
-                    acc[c] += k * src[yy * w + xx][c];
-                }
-            }
-            dst[y as usize * w + x as usize] = acc;
-        }
-    }
 }
 
 /// The network-sized frame rect (the product fills the frame as in the catalogue at scale 1).
@@ -579,6 +404,59 @@ mod tests {
         for (x, y) in [(0, 0), (59, 0), (0, 79), (59, 79)] {
             let p = frame.image.get_pixel(x, y).0;
             assert!(p.iter().any(|&v| v < 235), "corner ({x},{y}) {p:?}");
+        }
+    }
+
+    #[test]
+    fn a_pair_is_two_copies_side_by_side() {
+        let img = product_image();
+        let mask = product_mask(&img);
+        let frame = |scene: &Scene, seed| {
+            let p = Product {
+                chw: &img,
+                mask: &mask,
+            };
+            network_frame(Some(p), scene, 1, seed).image
+        };
+        let red = |im: &RgbImage, x0: u32, x1: u32| {
+            (x0..x1)
+                .flat_map(|x| (0..80).map(move |y| (x, y)))
+                .filter(|&(x, y)| {
+                    let p = im.get_pixel(x, y).0;
+                    p[0] > 120 && p[1] < 80 && p[2] < 80
+                })
+                .count()
+        };
+        // A light tray and no camera faults, so red pixels are the product's.
+        let paired = Scene {
+            surfaces: vec![SurfaceKind::Light],
+            rotate_deg: 0.0,
+            shift: 0.0,
+            scale: (0.9, 0.9),
+            shadow: 0.0,
+            white_balance: 0.0,
+            brightness: 0.0,
+            contrast: 0.0,
+            blur_chance: 0.0,
+            noise: (0.0, 0.0),
+            jpeg: None,
+            ..Scene::room(1.0)
+        };
+        let single = Scene {
+            pair: 0.0,
+            ..paired.clone()
+        };
+        for seed in 0..4 {
+            let (p, s) = (frame(&paired, seed), frame(&single, seed));
+            // The pair has product on both sides of the centre line and a gap between.
+            let (l, r, mid) = (red(&p, 0, 22), red(&p, 38, 60), red(&p, 28, 32));
+            assert!(l > 40 && r > 40, "seed {seed}: {l} {r}");
+            assert!(
+                mid < red(&s, 28, 32),
+                "seed {seed}: {mid} {}",
+                red(&s, 28, 32)
+            );
+            assert_eq!(p, frame(&paired, seed), "deterministic");
         }
     }
 

@@ -1,0 +1,378 @@
+//! Fine-tuning the pretrained EfficientNet-Lite0 (backbone/trainable.rs) in burn on the station
+//! recipe's samples (train.rs `make_batch`: products on rendered belts and trays, the catalogue
+//! look, empty frames towards `none`, other kinds towards a flat output), optionally the
+//! real-train photos (mirrored at random), and optionally a teacher's soft targets (distill.rs).
+//!
+//! An epoch is a fresh draw of `epoch_size` samples from that pool: at ~25 images/s on 2 cores a
+//! full pass takes over 20 minutes, and a run should checkpoint, validate and be resumable every
+//! few minutes. Weights, optimizer and state are written after every epoch (state last).
+
+use crate::backbone::efficientnet::Lite;
+use crate::backbone::trainable::LiteNet;
+use crate::cache::ImageCache;
+use crate::distill::TeacherTargets;
+use crate::heads::HeadTargets;
+use crate::train::{make_batch, scheduled_lr, Recipe, Sample};
+use crate::util::{progress, write_atomic, write_json};
+use anyhow::{bail, Context, Result};
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use burn::tensor::{Bytes, TensorData};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tagger_core::preprocess::{normalize_into, Normalization, HEIGHT, IMAGE_LEN, WIDTH};
+
+/// Everything that defines a fine-tuning run; saved as `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiteConfig {
+    pub name: String,
+    /// Size (h, w) the 80x60 input is enlarged to inside the network; None: 80x60 as it is.
+    pub resize: Option<(usize, usize)>,
+    /// Leading blocks (with the stem) kept at their pretrained weights.
+    pub freeze_blocks: usize,
+    pub epochs: usize,
+    /// Samples drawn per epoch.
+    pub epoch_size: usize,
+    pub dropout: f64,
+    #[serde(flatten)]
+    pub recipe: Recipe,
+    /// Real-train photos in the pool, each this many times (0: none).
+    pub real_train_repeat: usize,
+    /// Teacher (a probe model) whose soft targets the product samples learn, when distilling.
+    pub teacher: Option<String>,
+    pub normalization: Normalization,
+    pub labels: Vec<String>,
+}
+
+/// Validation figures of one epoch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiteEpoch {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub seconds: f64,
+    pub images_per_s: f64,
+    pub catalogue_val: f64,
+    pub mild_val: f64,
+    pub hard_val: f64,
+    pub real_val: crate::eval::real::RealScores,
+}
+
+impl LiteEpoch {
+    /// What picks the kept epoch: the mean of catalogue, station hard and real-val balanced
+    /// accuracy (the three looks the one model must serve).
+    pub fn score(&self) -> f64 {
+        (self.catalogue_val + self.hard_val + self.real_val.balanced) / 3.0
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LiteState {
+    pub epochs_done: usize,
+    pub best_epoch: usize,
+    pub train_seconds: f64,
+    pub history: Vec<LiteEpoch>,
+}
+
+/// What `training lite` saves beside the model (`<model>.lite.json`).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct LiteSummary {
+    pub name: String,
+    pub onnx: String,
+    pub onnx_sha256: String,
+    pub macs: u64,
+    pub params: usize,
+    pub config: LiteConfig,
+    pub state: LiteState,
+    /// Val photos per station view scored each epoch (evenly spaced through val).
+    pub val_photos: usize,
+    /// Largest logit difference between the exported model (tract) and burn on val photos.
+    pub export_check: f32,
+    pub reproduce: String,
+}
+
+/// Files of a run directory.
+pub struct LitePaths {
+    pub dir: PathBuf,
+}
+
+impl LitePaths {
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+    pub fn last(&self) -> PathBuf {
+        self.dir.join("last.mpk")
+    }
+    pub fn best(&self) -> PathBuf {
+        self.dir.join("best.mpk")
+    }
+    pub fn optimizer(&self) -> PathBuf {
+        self.dir.join("optimizer.mpk")
+    }
+}
+
+/// Real photos to train on: network inputs and targets (`None`: another kind, flat target).
+pub struct RealRows {
+    pub inputs: Vec<Vec<u8>>,
+    pub targets: Vec<Option<usize>>,
+}
+
+/// One pool entry: a station-recipe sample or a real photo (index into [`RealRows`]).
+#[derive(Debug, Clone, Copy)]
+enum Item {
+    Station(Sample),
+    Real(usize),
+}
+
+/// What the loop trains on.
+pub struct LiteData<'a> {
+    pub cache: &'a ImageCache,
+    pub samples: Vec<Sample>,
+    pub real: RealRows,
+    pub teacher: Option<TeacherTargets>,
+}
+
+fn save(net: &LiteNet, path: &Path) -> Result<()> {
+    let bytes = net
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| anyhow::anyhow!("cannot serialise model: {e:?}"))?;
+    write_atomic(path, &bytes)
+}
+
+/// Loads saved weights into `net` (built for the same config).
+pub fn load(net: LiteNet, path: &Path) -> Result<LiteNet> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| anyhow::anyhow!("{} is not a model checkpoint: {e:?}", path.display()))?;
+    net.try_load_record(record)
+        .map_err(|e| anyhow::anyhow!("checkpoint {} does not fit: {e:?}", path.display()))
+}
+
+/// The fresh network of a config on `device`.
+pub fn init(cfg: &LiteConfig, lite: &Lite, device: &Device) -> LiteNet {
+    LiteNet::new(
+        lite,
+        (HEIGHT as usize, WIDTH as usize),
+        cfg.resize,
+        cfg.labels.len(),
+        None,
+        cfg.dropout,
+        device,
+    )
+}
+
+/// A batch of the pool as tensors' data: inputs and soft targets.
+fn build(
+    cfg: &LiteConfig,
+    data: &LiteData,
+    items: &[Item],
+    epoch: usize,
+) -> (Vec<f32>, Vec<f32>, usize) {
+    let samples: Vec<Sample> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Station(s) => Some(*s),
+            Item::Real(_) => None,
+        })
+        .collect();
+    let b = make_batch(
+        &cfg.recipe,
+        &cfg.labels,
+        &cfg.normalization,
+        data.cache,
+        &samples,
+        epoch,
+        data.teacher.as_ref(),
+        &HeadTargets::default(),
+    );
+    let (mut input, mut targets, mut n) = (b.input, b.targets, b.n);
+    let k = cfg.labels.len();
+    let products = k - 1;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.recipe.seed ^ (epoch as u64) << 40);
+    for item in items {
+        let Item::Real(i) = *item else { continue };
+        let img = &data.real.inputs[i];
+        let mirrored;
+        let img = if rng.random_bool(0.5) {
+            mirrored = crate::station::mirrored(img);
+            &mirrored
+        } else {
+            img
+        };
+        let mut x = vec![0f32; IMAGE_LEN];
+        normalize_into(img, &cfg.normalization, &mut x);
+        input.extend(x);
+        let mut t = vec![0f32; k];
+        match data.real.targets[i] {
+            Some(c) => t[c] = 1.0,
+            None => t[..products]
+                .iter_mut()
+                .for_each(|v| *v = 1.0 / products as f32),
+        }
+        targets.extend(t);
+        n += 1;
+    }
+    (input, targets, n)
+}
+
+/// Trains (or resumes) the run in `paths.dir`; `validate` scores the network after each epoch.
+pub fn fit(
+    cfg: &LiteConfig,
+    lite: &Lite,
+    paths: &LitePaths,
+    data: &LiteData,
+    resume: bool,
+    validate: impl Fn(&LiteNet) -> Result<(f64, f64, f64, crate::eval::real::RealScores)>,
+) -> Result<(LiteNet, LiteState)> {
+    let device = Device::flex();
+    device.seed(cfg.recipe.seed);
+    let ad = device.clone().autodiff();
+    let mut net = init(cfg, lite, &ad).freeze(cfg.freeze_blocks);
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(cfg.recipe.weight_decay as f32)
+        .init();
+    let mut state = LiteState::default();
+    if resume && paths.state().is_file() {
+        let saved: LiteConfig = serde_json::from_slice(&std::fs::read(paths.config())?)
+            .with_context(|| format!("reading {}", paths.config().display()))?;
+        if saved != *cfg {
+            bail!(
+                "{} was started with other settings; resume with the same options or use a new --out",
+                paths.dir.display()
+            );
+        }
+        state = serde_json::from_slice(&std::fs::read(paths.state())?)
+            .with_context(|| format!("reading {}", paths.state().display()))?;
+        net = load(init(cfg, lite, &ad), &paths.last())?.freeze(cfg.freeze_blocks);
+        optim = optim
+            .from_bytes(Bytes::from_bytes_vec(std::fs::read(paths.optimizer())?))
+            .map_err(|e| anyhow::anyhow!("optimizer checkpoint unreadable: {e:?}"))?;
+        eprintln!("resuming {} after epoch {}", cfg.name, state.epochs_done);
+    } else if paths.state().is_file() {
+        bail!(
+            "{} already holds a run; pass --resume to continue it or choose another --out",
+            paths.dir.display()
+        );
+    }
+    std::fs::create_dir_all(&paths.dir)?;
+    write_json(&paths.config(), cfg)?;
+    let pool: Vec<Item> = data
+        .samples
+        .iter()
+        .map(|&s| Item::Station(s))
+        .chain((0..cfg.real_train_repeat).flat_map(|_| (0..data.real.inputs.len()).map(Item::Real)))
+        .collect();
+    if pool.is_empty() {
+        bail!("nothing to train on");
+    }
+    let steps = cfg.epoch_size.div_ceil(cfg.recipe.batch_size);
+    let total = steps * cfg.epochs;
+    let warmup = cfg.recipe.warmup_epochs * steps;
+    let k = cfg.labels.len();
+    let interactive = std::io::stderr().is_terminal();
+    for epoch in state.epochs_done + 1..=cfg.epochs {
+        let started = Instant::now();
+        let mut order = pool.clone();
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
+            cfg.recipe.seed.wrapping_add(epoch as u64),
+        ));
+        order.truncate(cfg.epoch_size);
+        let bar = progress(order.len() as u64, &format!("epoch {epoch}/{}", cfg.epochs));
+        let (mut loss_sum, mut seen, mut lr) = (0.0f64, 0usize, cfg.recipe.lr);
+        net = std::thread::scope(|scope| -> Result<LiteNet> {
+            let mut net = net;
+            let (tx, rx) = std::sync::mpsc::sync_channel(2);
+            let order = &order;
+            scope.spawn(move || {
+                for chunk in order.chunks(cfg.recipe.batch_size) {
+                    if tx.send(build(cfg, data, chunk, epoch)).is_err() {
+                        break;
+                    }
+                }
+            });
+            for (b, (input, targets, n)) in rx.iter().enumerate() {
+                if n == 0 {
+                    continue;
+                }
+                lr = scheduled_lr(cfg.recipe.lr, (epoch - 1) * steps + b, total, warmup);
+                let x = Tensor::<4>::from_data(
+                    TensorData::new(input, [n, 3, HEIGHT as usize, WIDTH as usize]),
+                    &ad,
+                );
+                let t = Tensor::<2>::from_data(TensorData::new(targets, [n, k]), &ad);
+                let logp = burn::tensor::activation::log_softmax(net.forward(x), 1);
+                let loss = (logp * t).sum_dim(1).mean().neg();
+                loss_sum += loss.clone().into_scalar::<f32>() as f64 * n as f64;
+                seen += n;
+                let grads = GradientsParams::from_grads(loss.backward(), &net);
+                net = optim.step(lr, net, grads);
+                bar.inc(n as u64);
+                if !interactive && b % 50 == 0 && b > 0 {
+                    eprintln!(
+                        "  epoch {epoch} step {b}/{steps} loss {:.4} ({:.1} img/s)",
+                        loss_sum / seen as f64,
+                        seen as f64 / started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+            Ok(net)
+        })?;
+        bar.finish_and_clear();
+        let train_seconds = started.elapsed().as_secs_f64();
+        let valid = net.valid();
+        let (catalogue_val, mild_val, hard_val, real_val) = validate(&valid)?;
+        let log = LiteEpoch {
+            epoch,
+            lr,
+            train_loss: loss_sum / seen.max(1) as f64,
+            seconds: started.elapsed().as_secs_f64(),
+            images_per_s: seen as f64 / train_seconds,
+            catalogue_val,
+            mild_val,
+            hard_val,
+            real_val,
+        };
+        eprintln!(
+            "epoch {epoch}/{}: loss {:.4} | val catalogue {:.4} mild {:.4} hard {:.4} | real-val {} | {:.1} img/s, {:.0}s",
+            cfg.epochs,
+            log.train_loss,
+            log.catalogue_val,
+            log.mild_val,
+            log.hard_val,
+            log.real_val.line(),
+            log.images_per_s,
+            log.seconds
+        );
+        save(&valid, &paths.last())?;
+        let optim_bytes = optim
+            .into_bytes()
+            .map_err(|e| anyhow::anyhow!("cannot serialise optimizer: {e:?}"))?;
+        write_atomic(&paths.optimizer(), &optim_bytes)?;
+        let best = state
+            .history
+            .iter()
+            .find(|h| h.epoch == state.best_epoch)
+            .map(LiteEpoch::score);
+        if best.is_none_or(|b| log.score() > b) {
+            state.best_epoch = epoch;
+            save(&valid, &paths.best())?;
+        }
+        state.train_seconds += log.seconds;
+        state.epochs_done = epoch;
+        state.history.push(log);
+        write_json(&paths.state(), &state)?;
+    }
+    let best = load(init(cfg, lite, &device), &paths.best())?;
+    Ok((best, state))
+}
