@@ -136,6 +136,21 @@ pub struct SplitSummary {
     pub duplicate_groups: usize,
 }
 
+impl SplitSummary {
+    /// The split loaded from `file`, as a card records it.
+    pub fn of(split: &crate::split::Split, file: &Path) -> Result<Self> {
+        Ok(Self {
+            file: file.display().to_string(),
+            sha256: crate::split::Split::file_hash(file)?,
+            seed: split.seed,
+            train: split.train.len(),
+            val: split.val.len(),
+            test: split.test.len(),
+            duplicate_groups: split.duplicate_groups,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TemperatureSection {
     #[serde(flatten)]

@@ -199,42 +199,17 @@ pub fn write(
     Ok(n)
 }
 
-/// A PNG of sample frames: one row per class (its first image in `entries`), columns catalogue,
-/// mirrored, mild, hard, tray and empty, each at 2x.
-pub fn sample_grid(
-    cache: &ImageCache,
-    split: &Split,
-    entries: &[Entry],
-    part: &str,
-) -> Result<Vec<u8>> {
-    let (w, h) = (WIDTH, HEIGHT);
-    let (cw, ch, gap) = (2 * w, 2 * h, 4u32);
-    let picked = spread(entries, split.labels.len(), split.labels.len());
-    let cols = 6u32;
+/// A PNG of network-sized pictures, `cols` a row at 2x on a dark background (a row left empty
+/// stays dark).
+fn grid_png(rows: &[Vec<RgbImage>], cols: u32) -> Result<Vec<u8>> {
+    let (cw, ch, gap) = (2 * WIDTH, 2 * HEIGHT, 4u32);
     let mut grid = RgbImage::from_pixel(
         cols * (cw + gap) + gap,
-        picked.len() as u32 * (ch + gap) + gap,
+        rows.len() as u32 * (ch + gap) + gap,
         image::Rgb([40, 40, 40]),
     );
-    for (r, &(id, _)) in picked.iter().enumerate() {
-        let Some(img) = cache.get(id) else { continue };
-        let mask = product_mask(img);
-        let product = || {
-            Some(Product {
-                chw: img,
-                mask: &mask,
-            })
-        };
-        let cells: Vec<Vec<u8>> = vec![
-            img.to_vec(),
-            station::mirrored(img),
-            station::level_frame(Level::Mild, part, id, product()).to_chw(),
-            station::level_frame(Level::Hard, part, id, product()).to_chw(),
-            station::level_frame(Level::Tray, part, id, product()).to_chw(),
-            station::level_frame(Level::Empty, part, r as u64, None).to_chw(),
-        ];
-        for (c, chw) in cells.iter().enumerate() {
-            let rgb = station::chw_to_rgb(chw);
+    for (r, row) in rows.iter().enumerate() {
+        for (c, rgb) in row.iter().enumerate() {
             let (x0, y0) = (gap + c as u32 * (cw + gap), gap + r as u32 * (ch + gap));
             for y in 0..ch {
                 for x in 0..cw {
@@ -248,10 +223,49 @@ pub fn sample_grid(
     Ok(png)
 }
 
+/// A PNG of sample frames: one row per class (its first image in `entries`), columns catalogue,
+/// mirrored, mild, hard, tray and empty, each at 2x.
+pub fn sample_grid(
+    cache: &ImageCache,
+    split: &Split,
+    entries: &[Entry],
+    part: &str,
+) -> Result<Vec<u8>> {
+    let picked = spread(entries, split.labels.len(), split.labels.len());
+    let rows: Vec<Vec<RgbImage>> = picked
+        .iter()
+        .enumerate()
+        .map(|(r, &(id, _))| {
+            let Some(img) = cache.get(id) else {
+                return vec![];
+            };
+            let mask = product_mask(img);
+            let product = || {
+                Some(Product {
+                    chw: img,
+                    mask: &mask,
+                })
+            };
+            [
+                img.to_vec(),
+                station::mirrored(img),
+                station::level_frame(Level::Mild, part, id, product()).to_chw(),
+                station::level_frame(Level::Hard, part, id, product()).to_chw(),
+                station::level_frame(Level::Tray, part, id, product()).to_chw(),
+                station::level_frame(Level::Empty, part, r as u64, None).to_chw(),
+            ]
+            .iter()
+            .map(|chw| station::chw_to_rgb(chw))
+            .collect()
+        })
+        .collect();
+    grid_png(&rows, 6)
+}
+
 /// Classes drawn as a pair in room scenes (shoes lie in pairs on a floor).
 pub const PAIRED: [&str; 3] = ["Shoes", "Sandal", "Flip Flops"];
 
-/// A PNG of the training-only room scenes (station.rs `Scene::room`): one row per class, five
+/// A PNG of the training-only room scenes (station `Scene::room`): one row per class, five
 /// frames each at 2x, the paired classes as pairs where the draw says so.
 pub fn room_grid(
     cache: &ImageCache,
@@ -259,38 +273,29 @@ pub fn room_grid(
     entries: &[Entry],
     part: &str,
 ) -> Result<Vec<u8>> {
-    let (w, h) = (WIDTH, HEIGHT);
-    let (cw, ch, gap) = (2 * w, 2 * h, 4u32);
     let picked = spread(entries, split.labels.len(), split.labels.len());
-    let cols = 5u32;
-    let mut grid = RgbImage::from_pixel(
-        cols * (cw + gap) + gap,
-        picked.len() as u32 * (ch + gap) + gap,
-        image::Rgb([40, 40, 40]),
-    );
-    for (r, &(id, class)) in picked.iter().enumerate() {
-        let Some(img) = cache.get(id) else { continue };
-        let mask = product_mask(img);
-        let paired = PAIRED.contains(&split.labels[class].as_str());
-        let scene = station::Scene::room(if paired { 0.7 } else { 0.0 });
-        for c in 0..cols {
-            let seed = station::mix(id ^ station::mix(c as u64 ^ part.len() as u64));
-            let product = Product {
-                chw: img,
-                mask: &mask,
+    let rows: Vec<Vec<RgbImage>> = picked
+        .iter()
+        .map(|&(id, class)| {
+            let Some(img) = cache.get(id) else {
+                return vec![];
             };
-            let rgb = station::network_frame(Some(product), &scene, station::mix(seed), seed).image;
-            let (x0, y0) = (gap + c * (cw + gap), gap + r as u32 * (ch + gap));
-            for y in 0..ch {
-                for x in 0..cw {
-                    grid.put_pixel(x0 + x, y0 + y, *rgb.get_pixel(x / 2, y / 2));
-                }
-            }
-        }
-    }
-    let mut png = vec![];
-    grid.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
-    Ok(png)
+            let mask = product_mask(img);
+            let paired = PAIRED.contains(&split.labels[class].as_str());
+            let scene = station::Scene::room(if paired { 0.7 } else { 0.0 });
+            (0..5u64)
+                .map(|c| {
+                    let seed = station::mix(id ^ station::mix(c ^ part.len() as u64));
+                    let product = Product {
+                        chw: img,
+                        mask: &mask,
+                    };
+                    station::network_frame(Some(product), &scene, station::mix(seed), seed).image
+                })
+                .collect()
+        })
+        .collect();
+    grid_png(&rows, 5)
 }
 
 #[cfg(test)]

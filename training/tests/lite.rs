@@ -6,7 +6,6 @@
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use std::path::{Path, PathBuf};
 use tagger_core::backend::tract::TractBackend;
 use tagger_core::backend::Backend;
 use tagger_core::preprocess::{self, Normalization, IMAGE_LEN};
@@ -19,26 +18,11 @@ use training::fit::lite::{fit, LiteConfig, LiteData, LitePaths, RealRows};
 use training::split::{Split, SplitOptions};
 use training::train::{Recipe, Sample, StationTraining};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+use common::root;
 
 fn pretrained() -> Option<Lite> {
-    let path = root().join(weights::default_path());
-    let path = if path.is_file() {
-        path
-    } else {
-        weights::default_path()
-    };
-    if !path.is_file() {
-        assert!(
-            std::env::var_os("TAG_REQUIRE_PRETRAINED").is_none(),
-            "{} missing: run training/scripts/pretrained.sh",
-            path.display()
-        );
-        eprintln!("SKIPPED: no pretrained weights at {}", path.display());
-        return None;
-    }
+    let path = common::pretrained_path()?;
     Some(Lite::from_state_dict(&weights::StateDict::load(&path).unwrap()).unwrap())
 }
 

@@ -1,12 +1,10 @@
 //! Real photos: `training real` on the fixture folder (tests/fixtures/real: ten CC0 phone photos
 //! from real-photos-dev at 60x80), and the pretrained backbone against the numpy oracle.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+use common::root;
 
 #[test]
 fn training_real_scores_a_model_into_its_card_and_keeps_the_split() {
@@ -60,7 +58,7 @@ fn training_real_scores_a_model_into_its_card_and_keeps_the_split() {
     );
     let b = val["balanced"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&b));
-    assert!(Path::new(real["confusion"].as_str().unwrap()).is_file());
+    assert!(std::path::Path::new(real["confusion"].as_str().unwrap()).is_file());
     assert!(page.is_file());
     // A second run reads the saved split instead of making a new one.
     assert!(run().status.success());
@@ -91,21 +89,9 @@ fn pretrained_backbone_reproduces_the_oracle_imagenet_top5() {
     use tagger_core::backend::tract::TractBackend;
     use tagger_core::backend::Backend;
     use training::backbone::{efficientnet::Lite, graph, weights};
-    let path = root().join(weights::default_path());
-    let path = if path.is_file() {
-        path
-    } else {
-        weights::default_path()
-    };
-    if !path.is_file() {
-        assert!(
-            std::env::var_os("TAG_REQUIRE_PRETRAINED").is_none(),
-            "{} missing: run training/scripts/pretrained.sh",
-            path.display()
-        );
-        eprintln!("SKIPPED: no pretrained weights at {}", path.display());
+    let Some(path) = common::pretrained_path() else {
         return;
-    }
+    };
     let lite = Lite::from_state_dict(&weights::StateDict::load(&path).unwrap()).unwrap();
     assert_eq!(lite.blocks.len(), 16);
     let g = graph::graph(&lite, (80, 60), Some((224, 168)), &graph::Output::ImageNet);

@@ -32,13 +32,8 @@ pub struct Args {
     pub input: super::DataArgs,
     #[arg(long, default_value = "models/negatives.json")]
     pub negatives: PathBuf,
-    #[arg(long, default_value = "../shared/data/real-photos-dev")]
-    pub photos: PathBuf,
-    #[arg(long, default_value = "models/real-split.json")]
-    pub real_split: PathBuf,
-    /// Real-train photos in the pool, each this many times (0: not at all).
-    #[arg(long, default_value_t = 0)]
-    pub real_train_repeat: usize,
+    #[command(flatten)]
+    pub real: super::RealArgs,
     /// Size (HxW) the 80x60 input is enlarged to inside the network; 80x60: not enlarged.
     #[arg(long, default_value = "80x60")]
     pub resize: String,
@@ -89,17 +84,6 @@ pub struct Args {
     /// Where the ONNX model goes.
     #[arg(long)]
     pub out: PathBuf,
-}
-
-fn parse_size(s: &str) -> Result<Option<(usize, usize)>> {
-    let bad =
-        || anyhow::anyhow!("--resize `{s}`: expected HxW, e.g. 80x60 or 112x84, each 32 to 640");
-    let (h, w) = s.split_once('x').ok_or_else(bad)?;
-    let (h, w): (usize, usize) = (h.parse().map_err(|_| bad())?, w.parse().map_err(|_| bad())?);
-    if !(32..=640).contains(&h) || !(32..=640).contains(&w) {
-        return Err(bad());
-    }
-    Ok(((h, w) != (HEIGHT as usize, WIDTH as usize)).then_some((h, w)))
 }
 
 /// A float initializer of an ONNX file.
@@ -219,13 +203,14 @@ fn accuracy(logits: &[f32], truth: &[usize], k: usize) -> f64 {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let resize = parse_size(&args.resize).map_err(training::error::data)?;
+    let resize = super::parse_resize(&args.resize).map_err(training::error::data)?;
+    let resize = (resize != (HEIGHT as usize, WIDTH as usize)).then_some(resize);
     let split = Split::load(&args.input.split)?;
     let neg = Negatives::load(&args.negatives, &args.input.split)?;
     let cache =
         super::open_cache_with(&args.input.data, &args.input.cache_dir, &split, Some(&neg))?;
-    let real = RealPhotos::load(&args.photos).map_err(training::error::data)?;
-    let rsplit = RealSplit::load(&args.real_split, &real).map_err(training::error::data)?;
+    let real = RealPhotos::load(&args.real.photos).map_err(training::error::data)?;
+    let rsplit = RealSplit::load(&args.real.real_split, &real).map_err(training::error::data)?;
     let lite = Lite::from_state_dict(&StateDict::load(&weights::default_path())?)?;
     let (h, w) = resize.unwrap_or((HEIGHT as usize, WIDTH as usize));
     eprintln!(
@@ -292,7 +277,7 @@ pub fn run(args: Args) -> Result<()> {
         epoch_size: args.epoch_size,
         dropout: args.dropout,
         recipe,
-        real_train_repeat: args.real_train_repeat,
+        real_train_repeat: args.real.real_train_repeat,
         teacher: args.teacher.as_ref().map(|t| t.display().to_string()),
         normalization: Normalization::default(),
         labels: labels.clone(),
@@ -302,7 +287,7 @@ pub fn run(args: Args) -> Result<()> {
         train_ids.len(),
         neg_ids.len(),
         rinputs.len(),
-        args.real_train_repeat
+        args.real.real_train_repeat
     );
 
     // Validation: an evenly spaced subset of val in three looks, and all of real-val.
@@ -483,15 +468,7 @@ fn card(
             skipped_corrupt_images: 0,
             machine: training::evaluate::machine(),
         },
-        split: SplitSummary {
-            file: args.input.split.display().to_string(),
-            sha256: Split::file_hash(&args.input.split)?,
-            seed: split.seed,
-            train: split.train.len(),
-            val: split.val.len(),
-            test: split.test.len(),
-            duplicate_groups: split.duplicate_groups,
-        },
+        split: SplitSummary::of(split, &args.input.split)?,
         metrics,
         export_check: training::export::ExportCheck {
             images: 8,

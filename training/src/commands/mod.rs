@@ -36,6 +36,29 @@ pub struct DataArgs {
     pub cache_dir: PathBuf,
 }
 
+/// The real photos and their sender split (`training real` makes it), for commands that train.
+#[derive(clap::Args)]
+pub struct RealArgs {
+    #[arg(long, default_value = "../shared/data/real-photos-dev")]
+    pub photos: PathBuf,
+    #[arg(long, default_value = "models/real-split.json")]
+    pub real_split: PathBuf,
+    /// Train on the real-train photos too, each this many times (0: not at all).
+    #[arg(long, default_value_t = 0)]
+    pub real_train_repeat: usize,
+}
+
+/// `--resize HxW`: the size the 80x60 input is enlarged to inside the network.
+pub fn parse_resize(s: &str) -> Result<(usize, usize)> {
+    let bad = || anyhow::anyhow!("--resize `{s}`: expected HxW, e.g. 224x168, each 32 to 640");
+    let (h, w) = s.split_once('x').ok_or_else(bad)?;
+    let (h, w): (usize, usize) = (h.parse().map_err(|_| bad())?, w.parse().map_err(|_| bad())?);
+    if !(32..=640).contains(&h) || !(32..=640).contains(&w) {
+        return Err(bad());
+    }
+    Ok((h, w))
+}
+
 /// Where a command draws the pictures of the model `name` stored at `model` (an ONNX path): a
 /// shipped model (one in models/) gets `docs/img/<name>-<what>.png`, the file the report links;
 /// any other gets `<stem>-<what>.png` beside it, so an experiment exported or scored elsewhere

@@ -1,6 +1,6 @@
 //! `training probe`: see [`Args`] for what it does and its options.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use std::path::PathBuf;
 use training::backbone::efficientnet::{Lite, FEATURES};
 use training::backbone::features::Extractor;
@@ -24,13 +24,8 @@ pub struct Args {
     #[arg(long, default_value = "models/negatives.json")]
     pub negatives: PathBuf,
     /// The real photos and their sender split (`training real` makes it).
-    #[arg(long, default_value = "../shared/data/real-photos-dev")]
-    pub photos: PathBuf,
-    #[arg(long, default_value = "models/real-split.json")]
-    pub real_split: PathBuf,
-    /// Train on the real-train photos too, each this many times (0: not at all).
-    #[arg(long, default_value_t = 0)]
-    pub real_train_repeat: usize,
+    #[command(flatten)]
+    pub real: super::RealArgs,
     /// Views of every catalogue training photo.
     #[arg(long, value_delimiter = ',', default_value = "catalogue,mild,hard")]
     pub views: Vec<View>,
@@ -56,24 +51,14 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-fn parse_size(s: &str) -> Result<(usize, usize)> {
-    let bad = || anyhow!("--resize `{s}`: expected HxW, e.g. 224x168, each 32 to 640");
-    let (h, w) = s.split_once('x').ok_or_else(bad)?;
-    let (h, w): (usize, usize) = (h.parse().map_err(|_| bad())?, w.parse().map_err(|_| bad())?);
-    if !(32..=640).contains(&h) || !(32..=640).contains(&w) {
-        return Err(bad());
-    }
-    Ok((h, w))
-}
-
 pub fn run(args: Args) -> Result<()> {
-    let resize = parse_size(&args.resize).map_err(training::error::data)?;
+    let resize = super::parse_resize(&args.resize).map_err(training::error::data)?;
     let split = Split::load(&args.input.split)?;
     let neg = Negatives::load(&args.negatives, &args.input.split)?;
     let cache =
         super::open_cache_with(&args.input.data, &args.input.cache_dir, &split, Some(&neg))?;
-    let real = RealPhotos::load(&args.photos).map_err(training::error::data)?;
-    let rsplit = RealSplit::load(&args.real_split, &real).map_err(training::error::data)?;
+    let real = RealPhotos::load(&args.real.photos).map_err(training::error::data)?;
+    let rsplit = RealSplit::load(&args.real.real_split, &real).map_err(training::error::data)?;
     let lite = Lite::from_state_dict(&StateDict::load(&weights::default_path())?)?;
     eprintln!("{}", describe(&lite, resize));
     let extractor = Extractor::new(&lite, resize)?;
@@ -124,7 +109,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let (rt_photos, rt_f) = real_feats("train")?;
     let mut real_rows = 0;
-    for _ in 0..args.real_train_repeat {
+    for _ in 0..args.real.real_train_repeat {
         for (p, f) in rt_photos.iter().zip(rt_f.chunks(FEATURES)) {
             if let Some(t) = real_target(p, &labels) {
                 rows.add(f, &[t])?;

@@ -41,15 +41,14 @@ pub fn read(dir: &Path) -> Result<Vec<LiteRun>> {
 /// Copies `runs/lite/<model>.lite.json` and the model's card `<model>.json` into `data/lite/`
 /// (the card as `<model>.card.json`).
 pub fn collect(runs: &Path, data: &Path) -> Result<usize> {
-    let mut n = 0;
+    let mut n = super::copy_summaries(runs, data, "lite", ".lite.json")?;
     if let Ok(entries) = std::fs::read_dir(runs.join("lite")) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if let Some(stem) = name.strip_suffix(".lite.json") {
-                let to = data.join("lite");
-                n += super::copy_if_present(&e.path(), &to.join(&name))? as usize;
                 let card = runs.join("lite").join(format!("{stem}.json"));
-                n += super::copy_if_present(&card, &to.join(format!("{stem}.card.json")))? as usize;
+                let to = data.join("lite").join(format!("{stem}.card.json"));
+                n += super::copy_if_present(&card, &to)? as usize;
             }
         }
     }

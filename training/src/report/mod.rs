@@ -90,6 +90,20 @@ pub fn read_history(path: &Path) -> Result<Vec<EpochLog>> {
         .with_context(|| format!("{} is not a training history", path.display()))
 }
 
+/// Copies every `runs/<folder>/*<suffix>` into `data/<folder>/`; returns the files copied.
+fn copy_summaries(runs: &Path, data: &Path, folder: &str, suffix: &str) -> Result<usize> {
+    let mut n = 0;
+    if let Ok(entries) = std::fs::read_dir(runs.join(folder)) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(suffix) {
+                n += copy_if_present(&e.path(), &data.join(folder).join(&name))? as usize;
+            }
+        }
+    }
+    Ok(n)
+}
+
 fn copy_if_present(from: &Path, to: &Path) -> Result<bool> {
     if !from.is_file() {
         return Ok(false);

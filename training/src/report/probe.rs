@@ -26,16 +26,7 @@ pub fn read(dir: &Path) -> Result<Vec<ProbeSummary>> {
 
 /// Copies `runs/probe/*.probe.json` into `data/probe/`.
 pub fn collect(runs: &Path, data: &Path) -> Result<usize> {
-    let mut n = 0;
-    if let Ok(entries) = std::fs::read_dir(runs.join("probe")) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".probe.json") {
-                n += super::copy_if_present(&e.path(), &data.join("probe").join(&name))? as usize;
-            }
-        }
-    }
-    Ok(n)
+    super::copy_summaries(runs, data, "probe", ".probe.json")
 }
 
 pub fn section(md: &mut String, inp: &Inputs) -> Result<()> {
