@@ -98,9 +98,10 @@ pub fn section(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
          or in the catalogue look, empty frames, other kinds) and, where `real-train` says so, \
          the real-train photos; with a teacher, product targets are blended with a probe \
          model's softened answer on the catalogue photo. The kept epoch has the best mean of \
-         catalogue, station hard and real-val balanced accuracy; catalogue and station \
-         figures here are on an evenly spaced subset of val (count in the table), real-val is \
-         whole.\n"
+         catalogue, station hard and real-val balanced accuracy, so its real-val figure is \
+         chosen on real-val (a few points optimistic: the curve below shows every epoch); \
+         catalogue and station figures here are on an evenly spaced subset of val (count in \
+         the table), real-val is whole. One seed each.\n"
     )?;
     writeln!(
         md,
