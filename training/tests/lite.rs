@@ -10,7 +10,7 @@ use tagger_core::backend::tract::TractBackend;
 use tagger_core::backend::Backend;
 use tagger_core::preprocess::{self, Normalization, IMAGE_LEN};
 use training::backbone::efficientnet::Lite;
-use training::backbone::graph::{self, Output};
+use training::backbone::graph;
 use training::backbone::trainable::LiteNet;
 use training::backbone::weights;
 use training::cache::ImageCache;
@@ -49,18 +49,8 @@ fn exported_logits(
     x: &[f32],
 ) -> Vec<f32> {
     let (w, b) = net.head();
-    let heads = [("logits".to_string(), w, b)];
-    let g = graph::graph(&net.to_lite(lite), (80, 60), resize, &Output::Heads(&heads));
-    let info = tagger_core::metadata::ModelInfo {
-        labels: (0..5).map(|i| format!("c{i}")).collect(),
-        label_column: String::new(),
-        name: "lite".into(),
-        version: "0".into(),
-        normalization: Default::default(),
-        quantization: None,
-        heads: vec![],
-    };
-    let bytes = training::onnx::encode(&training::onnx::model(g, &info));
+    let labels: Vec<String> = (0..5).map(|i| format!("c{i}")).collect();
+    let bytes = graph::classifier_bytes(&net.to_lite(lite), resize, (&w, &b), "lite", &labels, "");
     let backend = TractBackend::new(&bytes, 1).unwrap();
     backend.run(x, x.len() / IMAGE_LEN).unwrap()
 }

@@ -10,6 +10,7 @@
 use super::efficientnet::{Lite, LiteConv, FEATURES};
 use crate::onnx::{self, attr_int, attr_ints, node};
 use tagger_core::metadata::INPUT_NAME;
+use tagger_core::preprocess::{HEIGHT, WIDTH};
 use tagger_core::tract_onnx::pb;
 
 /// What the graph ends with.
@@ -216,6 +217,63 @@ pub fn graph(
         output: outputs,
         ..Default::default()
     }
+}
+
+/// A classifier on the backbone as a self-contained ONNX file: `tag`'s 80x60 input (enlarged to
+/// `resize` inside the graph when given), one `logits` head `[1280, n]` + bias, the tagger's
+/// metadata (version 1, default normalisation).
+pub fn classifier_bytes(
+    lite: &Lite,
+    resize: Option<(usize, usize)>,
+    head: (&[f32], &[f32]),
+    name: &str,
+    labels: &[String],
+    label_column: &str,
+) -> Vec<u8> {
+    let info = tagger_core::metadata::ModelInfo {
+        labels: labels.to_vec(),
+        label_column: label_column.into(),
+        name: name.into(),
+        version: "1".into(),
+        normalization: Default::default(),
+        quantization: None,
+        heads: vec![],
+    };
+    let heads = [("logits".to_string(), head.0.to_vec(), head.1.to_vec())];
+    let g = graph(
+        lite,
+        (HEIGHT as usize, WIDTH as usize),
+        resize,
+        &Output::Heads(&heads),
+    );
+    onnx::encode(&onnx::model(g, &info))
+}
+
+/// The export check: the written model, run by tract on `frames` (network inputs), must give
+/// `want` (the trainer's logits, frame after frame) within 1e-2; returns the largest difference.
+pub fn check_export(bytes: &[u8], frames: &[Vec<u8>], want: &[f32]) -> anyhow::Result<f32> {
+    let m = tagger_core::model::Model::from_bytes(
+        bytes,
+        "exported model".into(),
+        tagger_core::backend::BackendKind::Tract,
+        1,
+    )?;
+    let got = crate::station_eval::logits(&m, frames)?;
+    anyhow::ensure!(
+        got.len() == want.len(),
+        "the exported model has other outputs"
+    );
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    eprintln!("export check: largest logit difference tract vs trainer {worst:.2e}");
+    anyhow::ensure!(
+        worst <= 1e-2,
+        "the exported model disagrees with the trained network ({worst})"
+    );
+    Ok(worst)
 }
 
 #[cfg(test)]

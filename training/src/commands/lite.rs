@@ -9,7 +9,7 @@ use tagger_core::preprocess::{normalize_into, Normalization, HEIGHT, IMAGE_LEN, 
 use tagger_core::tract_onnx::pb;
 use training::backbone::efficientnet::{Lite, FEATURES};
 use training::backbone::features::Extractor;
-use training::backbone::graph::{self, Output};
+use training::backbone::graph;
 use training::backbone::trainable::LiteNet;
 use training::backbone::weights::{self, StateDict};
 use training::data::real_photos::{RealPhotos, RealSplit};
@@ -331,44 +331,18 @@ pub fn run(args: Args) -> Result<()> {
     };
     let (net, state) = fit(&cfg, &lite, &paths, &data, args.resume, validate)?;
 
-    let info = tagger_core::metadata::ModelInfo {
-        labels: labels.clone(),
-        label_column: split.label_column.clone(),
-        name: args.name.clone(),
-        version: "1".into(),
-        normalization: Default::default(),
-        quantization: None,
-        heads: vec![],
-    };
     let (hw, hb) = net.head();
     let tuned = net.to_lite(&lite);
-    let heads = [("logits".to_string(), hw.clone(), hb.clone())];
-    let g = graph::graph(
+    let bytes = graph::classifier_bytes(
         &tuned,
-        (HEIGHT as usize, WIDTH as usize),
         resize,
-        &Output::Heads(&heads),
+        (&hw, &hb),
+        &args.name,
+        &labels,
+        &split.label_column,
     );
-    let bytes = training::onnx::encode(&training::onnx::model(g, &info));
-    // The written model must give burn's logits (tract end to end).
-    let m = tagger_core::model::Model::from_bytes(
-        &bytes,
-        args.out.display().to_string(),
-        tagger_core::backend::BackendKind::Tract,
-        1,
-    )?;
     let probe = &views[0][..8.min(views[0].len())];
-    let got = training::station_eval::logits(&m, probe)?;
-    let want = logits(&net, probe, &norm, &device);
-    let worst = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
-    eprintln!("export check: largest logit difference tract vs burn {worst:.2e}");
-    if worst > 1e-2 {
-        bail!("the exported model disagrees with the trained network ({worst})");
-    }
+    let worst = graph::check_export(&bytes, probe, &logits(&net, probe, &norm, &device))?;
     training::util::write_atomic(&args.out, &bytes)?;
     let summary = LiteSummary {
         name: args.name.clone(),

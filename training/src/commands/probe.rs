@@ -1,10 +1,10 @@
 //! `training probe`: see [`Args`] for what it does and its options.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::path::PathBuf;
 use training::backbone::efficientnet::{Lite, FEATURES};
 use training::backbone::features::Extractor;
-use training::backbone::graph::{self, Output};
+use training::backbone::graph;
 use training::backbone::weights::{self, StateDict};
 use training::data::real_photos::{RealPhotos, RealSplit};
 use training::eval::real::score;
@@ -169,41 +169,23 @@ pub fn run(args: Args) -> Result<()> {
             epochs.push(e);
         },
     )?;
-    let info = tagger_core::metadata::ModelInfo {
-        labels: labels.clone(),
-        label_column: split.label_column.clone(),
-        name: args.name.clone(),
-        version: "1".into(),
-        normalization: Default::default(),
-        quantization: None,
-        heads: vec![],
-    };
-    let heads = [("logits".to_string(), head.w.clone(), head.b.clone())];
-    let g = graph::graph(&lite, (80, 60), Some(resize), &Output::Heads(&heads));
-    let bytes = training::onnx::encode(&training::onnx::model(g, &info));
+    let bytes = graph::classifier_bytes(
+        &lite,
+        Some(resize),
+        (&head.w, &head.b),
+        &args.name,
+        &labels,
+        &split.label_column,
+    );
     // The written model must give the head's logits on the cached features (tract end to end).
-    let m = tagger_core::model::Model::from_bytes(
-        &bytes,
-        args.out.display().to_string(),
-        tagger_core::backend::BackendKind::Tract,
-        1,
-    )?;
     let n = 8.min(val_ids.len());
-    let got =
-        training::station_eval::logits(&m, &View::Catalogue.inputs("val", &val_ids[..n], &cache))?;
-    let mut worst = 0f32;
-    for (i, l) in got.chunks(labels.len()).enumerate() {
-        let want = head.logits(&val_cat[i * FEATURES..(i + 1) * FEATURES]);
-        worst = l
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(worst, f32::max);
-    }
-    eprintln!("export check: largest logit difference to the head on cached features {worst:.2e}");
-    if worst > 1e-2 {
-        bail!("the exported model disagrees with the trained head ({worst})");
-    }
+    let want: Vec<f32> = val_cat
+        .chunks(FEATURES)
+        .take(n)
+        .flat_map(|f| head.logits(f))
+        .collect();
+    let frames = View::Catalogue.inputs("val", &val_ids[..n], &cache);
+    let worst = graph::check_export(&bytes, &frames, &want)?;
     training::util::write_atomic(&args.out, &bytes)?;
     let summary = ProbeSummary {
         name: args.name.clone(),
