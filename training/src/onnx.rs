@@ -150,6 +150,20 @@ pub fn model(graph: pb::GraphProto, info: &ModelInfo) -> pb::ModelProto {
     }
 }
 
+/// The values of a float initializer (raw little-endian bytes or `float_data`).
+pub fn f32_initializer(t: &pb::TensorProto) -> anyhow::Result<Vec<f32>> {
+    if t.data_type != DataType::Float as i32 {
+        anyhow::bail!("initializer {} is not f32", t.name);
+    }
+    if !t.float_data.is_empty() {
+        return Ok(t.float_data.clone());
+    }
+    Ok(t.raw_data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
 pub fn encode(model: &pb::ModelProto) -> Vec<u8> {
     model.encode_to_vec()
 }

@@ -106,19 +106,6 @@ pub fn int8_bytes(
     Ok(onnx::encode(&int8_model(net, &info, ranges, settings)))
 }
 
-fn f32_initializer(t: &pb::TensorProto) -> Result<Vec<f32>> {
-    if t.data_type != pb::tensor_proto::DataType::Float as i32 {
-        bail!("initializer {} is not f32", t.name);
-    }
-    if !t.float_data.is_empty() {
-        return Ok(t.float_data.clone());
-    }
-    Ok(t.raw_data
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
-}
-
 /// Reads a float model written by `training export` back into a folded network.
 pub fn folded_from_onnx(proto: &pb::ModelProto) -> Result<FoldedNet> {
     let graph = proto.graph.as_ref().context("ONNX file has no graph")?;
@@ -136,7 +123,7 @@ pub fn folded_from_onnx(proto: &pb::ModelProto) -> Result<FoldedNet> {
             .iter()
             .find(|t| t.name == name)
             .with_context(|| format!("initializer {name} missing"))?;
-        Ok((t, f32_initializer(t)?))
+        Ok((t, onnx::f32_initializer(t)?))
     };
     let mut convs: Vec<FoldedConv> = vec![];
     let mut head = None;

@@ -630,7 +630,8 @@ fn accuracy(logits: &[Vec<f32>], targets: &[usize]) -> f64 {
     hits as f64 / targets.len().max(1) as f64
 }
 
-fn save_module(model: &Cnn, path: &Path) -> Result<()> {
+/// Writes a module's weights atomically (any burn module: the CNNs, the fine-tuned backbone).
+pub fn save_module<M: Module>(model: &M, path: &Path) -> Result<()> {
     let bytes = model
         .clone()
         .into_record()
@@ -639,18 +640,23 @@ fn save_module(model: &Cnn, path: &Path) -> Result<()> {
     write_atomic(path, &bytes)
 }
 
-/// Loads weights saved by a run into a fresh model of `arch` on `device`.
-pub fn load_module(arch: &Arch, path: &Path, device: &Device) -> Result<Cnn> {
+/// Loads weights saved by [`save_module`] into `fresh`, a module of the same shape.
+pub fn load_weights<M: Module>(fresh: M, path: &Path) -> Result<M> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
     let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
         .map_err(|e| anyhow::anyhow!("{} is not a model checkpoint: {e:?}", path.display()))?;
-    arch.init(device).try_load_record(record).map_err(|e| {
+    fresh.try_load_record(record).map_err(|e| {
         anyhow::anyhow!(
             "checkpoint {} does not fit the architecture: {e:?}",
             path.display()
         )
     })
+}
+
+/// Loads weights saved by a run into a fresh model of `arch` on `device`.
+pub fn load_module(arch: &Arch, path: &Path, device: &Device) -> Result<Cnn> {
+    load_weights(arch.init(device), path)
 }
 
 /// `cfg`'s freshly initialised network with the convolutions, batch norms and matching head

@@ -14,9 +14,9 @@ use training::backbone::graph;
 use training::backbone::trainable::LiteNet;
 use training::backbone::weights;
 use training::cache::ImageCache;
-use training::fit::lite::{fit, LiteConfig, LiteData, LitePaths, RealRows};
+use training::fit::lite::{fit, LiteConfig, LiteData, RealRows};
 use training::split::{Split, SplitOptions};
-use training::train::{Recipe, Sample, StationTraining};
+use training::train::{Recipe, RunPaths, Sample, StationTraining};
 
 mod common;
 use common::root;
@@ -167,9 +167,7 @@ fn fixture_run_trains_checkpoints_and_resumes() {
         real,
         teacher: None,
     };
-    let paths = LitePaths {
-        dir: tmp.path().join("run"),
-    };
+    let paths = RunPaths::new(&tmp.path().join("run"));
     let scores = |_: &LiteNet| {
         Ok((
             0.5,
@@ -186,13 +184,13 @@ fn fixture_run_trains_checkpoints_and_resumes() {
         .iter()
         .all(|h| h.train_loss.is_finite() && h.train_loss > 0.0));
     for f in [
-        "config.json",
-        "state.json",
-        "last.mpk",
-        "best.mpk",
-        "optimizer.mpk",
+        paths.config(),
+        paths.state(),
+        paths.last(),
+        paths.best(),
+        paths.optimizer(),
     ] {
-        assert!(paths.dir.join(f).is_file(), "{f} written");
+        assert!(f.is_file(), "{} written", f.display());
     }
     let err = fit(&cfg, &lite, &paths, &data, false, scores).unwrap_err();
     assert!(err.to_string().contains("--resume"), "{err}");

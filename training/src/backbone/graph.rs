@@ -39,7 +39,8 @@ pub fn bilinear_matrix(output: usize, input: usize) -> Vec<f32> {
     m
 }
 
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+/// Row-major `rows x cols` -> `cols x rows`.
+pub(crate) fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0.0; m.len()];
     for r in 0..rows {
         for c in 0..cols {

@@ -5,7 +5,7 @@
 //! weights back so graph.rs writes the fine-tuned network, the only exporter of this family.
 
 use super::efficientnet::{Lite, LiteBlock, LiteConv, FEATURES};
-use super::graph::bilinear_matrix;
+use super::graph::{bilinear_matrix, transpose};
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
@@ -161,13 +161,7 @@ impl LiteNet {
             )));
         }
         let resize = resize.map(|(rh, rw)| {
-            let cols = bilinear_matrix(rw, input.1);
-            let mut cols_t = vec![0.0; cols.len()];
-            for r in 0..rw {
-                for c in 0..input.1 {
-                    cols_t[c * rw + r] = cols[r * input.1 + c];
-                }
-            }
+            let cols_t = transpose(&bilinear_matrix(rw, input.1), rw, input.1);
             (bilinear_matrix(rh, input.0), cols_t, rh, rw)
         });
         Self {

@@ -86,21 +86,14 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-/// A float initializer of an ONNX file.
+/// A float initializer of an ONNX file, by name.
 fn initializer(model: &pb::ModelProto, name: &str) -> Result<Vec<f32>> {
     let t = model
         .graph
         .as_ref()
         .and_then(|g| g.initializer.iter().find(|t| t.name == name))
         .with_context(|| format!("the teacher has no initializer {name}: not a probe model"))?;
-    Ok(if t.float_data.is_empty() {
-        t.raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    } else {
-        t.float_data.clone()
-    })
+    training::onnx::f32_initializer(t)
 }
 
 /// The teacher's soft targets over the product classes for `ids` (the training photos, in the
@@ -191,13 +184,7 @@ fn accuracy(logits: &[f32], truth: &[usize], k: usize) -> f64 {
     let right = logits
         .chunks(k)
         .zip(truth)
-        .filter(|(l, &t)| {
-            l.iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(i, _)| i)
-                == Some(t)
-        })
+        .filter(|(l, &t)| tagger_core::classify::argmax(l) == t)
         .count();
     right as f64 / truth.len().max(1) as f64
 }
@@ -326,9 +313,7 @@ pub fn run(args: Args) -> Result<()> {
         },
         teacher: teacher_targets,
     };
-    let paths = LitePaths {
-        dir: args.run.clone(),
-    };
+    let paths = training::train::RunPaths::new(&args.run);
     let (net, state) = fit(&cfg, &lite, &paths, &data, args.resume, validate)?;
 
     let (hw, hb) = net.head();

@@ -12,7 +12,7 @@ use crate::backbone::trainable::LiteNet;
 use crate::cache::ImageCache;
 use crate::distill::TeacherTargets;
 use crate::heads::HeadTargets;
-use crate::train::{make_batch, scheduled_lr, Recipe, Sample};
+use crate::train::{load_weights, make_batch, save_module, scheduled_lr, Recipe, RunPaths, Sample};
 use crate::util::{progress, write_atomic, write_json};
 use anyhow::{bail, Context, Result};
 use burn::module::Module;
@@ -23,7 +23,6 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tagger_core::preprocess::{normalize_into, Normalization, HEIGHT, IMAGE_LEN, WIDTH};
 
@@ -96,29 +95,6 @@ pub struct LiteSummary {
     pub reproduce: String,
 }
 
-/// Files of a run directory.
-pub struct LitePaths {
-    pub dir: PathBuf,
-}
-
-impl LitePaths {
-    pub fn config(&self) -> PathBuf {
-        self.dir.join("config.json")
-    }
-    pub fn state(&self) -> PathBuf {
-        self.dir.join("state.json")
-    }
-    pub fn last(&self) -> PathBuf {
-        self.dir.join("last.mpk")
-    }
-    pub fn best(&self) -> PathBuf {
-        self.dir.join("best.mpk")
-    }
-    pub fn optimizer(&self) -> PathBuf {
-        self.dir.join("optimizer.mpk")
-    }
-}
-
 /// Real photos to train on: network inputs and targets (`None`: another kind, flat target).
 pub struct RealRows {
     pub inputs: Vec<Vec<u8>>,
@@ -138,25 +114,6 @@ pub struct LiteData<'a> {
     pub samples: Vec<Sample>,
     pub real: RealRows,
     pub teacher: Option<TeacherTargets>,
-}
-
-fn save(net: &LiteNet, path: &Path) -> Result<()> {
-    let bytes = net
-        .clone()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| anyhow::anyhow!("cannot serialise model: {e:?}"))?;
-    write_atomic(path, &bytes)
-}
-
-/// Loads saved weights into `net` (built for the same config).
-pub fn load(net: LiteNet, path: &Path) -> Result<LiteNet> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
-    let record = burn::store::ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
-        .map_err(|e| anyhow::anyhow!("{} is not a model checkpoint: {e:?}", path.display()))?;
-    net.try_load_record(record)
-        .map_err(|e| anyhow::anyhow!("checkpoint {} does not fit: {e:?}", path.display()))
 }
 
 /// The fresh network of a config on `device`.
@@ -230,7 +187,7 @@ fn build(
 pub fn fit(
     cfg: &LiteConfig,
     lite: &Lite,
-    paths: &LitePaths,
+    paths: &RunPaths,
     data: &LiteData,
     resume: bool,
     validate: impl Fn(&LiteNet) -> Result<(f64, f64, f64, crate::eval::real::RealScores)>,
@@ -254,7 +211,7 @@ pub fn fit(
         }
         state = serde_json::from_slice(&std::fs::read(paths.state())?)
             .with_context(|| format!("reading {}", paths.state().display()))?;
-        net = load(init(cfg, lite, &ad), &paths.last())?.freeze(cfg.freeze_blocks);
+        net = load_weights(init(cfg, lite, &ad), &paths.last())?.freeze(cfg.freeze_blocks);
         optim = optim
             .from_bytes(Bytes::from_bytes_vec(std::fs::read(paths.optimizer())?))
             .map_err(|e| anyhow::anyhow!("optimizer checkpoint unreadable: {e:?}"))?;
@@ -354,7 +311,7 @@ pub fn fit(
             log.images_per_s,
             log.seconds
         );
-        save(&valid, &paths.last())?;
+        save_module(&valid, &paths.last())?;
         let optim_bytes = optim
             .into_bytes()
             .map_err(|e| anyhow::anyhow!("cannot serialise optimizer: {e:?}"))?;
@@ -366,13 +323,13 @@ pub fn fit(
             .map(LiteEpoch::score);
         if best.is_none_or(|b| log.score() > b) {
             state.best_epoch = epoch;
-            save(&valid, &paths.best())?;
+            save_module(&valid, &paths.best())?;
         }
         state.train_seconds += log.seconds;
         state.epochs_done = epoch;
         state.history.push(log);
         write_json(&paths.state(), &state)?;
     }
-    let best = load(init(cfg, lite, &device), &paths.best())?;
+    let best = load_weights(init(cfg, lite, &device), &paths.best())?;
     Ok((best, state))
 }
