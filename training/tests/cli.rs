@@ -50,3 +50,28 @@ fn a_bad_option_exits_2() {
     let o = training(&["train", "--data", "d", "--epochs", "many"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+#[test]
+fn lite_refuses_an_empty_batch_or_epoch_before_reading_data() {
+    for (flag, value) in [
+        ("--batch-size", "0"),
+        ("--epoch-size", "0"),
+        ("--epochs", "0"),
+    ] {
+        let o = training(&[
+            "lite",
+            "--data",
+            "/nonexistent",
+            "--run",
+            "/nonexistent/run",
+            "--name",
+            "x",
+            "--out",
+            "/nonexistent/x.onnx",
+            flag,
+            value,
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{flag}");
+        assert!(stderr(&o).contains("at least 1"), "{flag}: {}", stderr(&o));
+    }
+}

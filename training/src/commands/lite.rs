@@ -190,6 +190,11 @@ fn accuracy(logits: &[f32], truth: &[usize], k: usize) -> f64 {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.epochs == 0 || args.epoch_size == 0 || args.batch_size == 0 || args.val_photos == 0 {
+        return Err(training::error::usage(anyhow::anyhow!(
+            "--epochs, --epoch-size, --batch-size and --val-photos must each be at least 1"
+        )));
+    }
     let resize = super::parse_resize(&args.resize).map_err(training::error::data)?;
     let resize = (resize != (HEIGHT as usize, WIDTH as usize)).then_some(resize);
     let split = Split::load(&args.input.split)?;
