@@ -119,7 +119,7 @@ fn end_to_end(c: &mut Criterion) {
             tagger::classify::verdict(&logits, &model.info.labels, 1, 0.6)
         })
     });
-    // The path before issue 17, in the same run: image's generic crop (pixel by pixel) and
+    // The older path, in the same run: image's generic crop (pixel by pixel) and
     // Triangle resize, then the same padding, normalisation and model.
     g.bench_function("tract/builtin/640x480_jpeg_to_verdict_image_resize", |b| {
         b.iter(|| {

@@ -345,7 +345,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The station binary (`--profile device`, issue 17) beside the release one: sizes, x86_64 and,
+/// The station binary (`--profile device`) beside the release one: sizes, x86_64 and,
 /// when `scripts/aarch64.sh` has built them, aarch64; speed of both x86_64 binaries measured
 /// alternately in this run; whether tract's SDOT int8 kernel was built for aarch64.
 fn device_binaries(md: &mut String, target: &Path) -> anyhow::Result<()> {

@@ -1,6 +1,6 @@
 //! Where tract spends its time: runs a model at batch 1 and times every node of the optimised
 //! plan. `cargo run --release --example profile -- models/baseline.onnx [iterations]`
-//! Prints a Markdown table, slowest node first (issue 7's "profile per node").
+//! Prints a Markdown table, slowest node first.
 
 use std::collections::HashMap;
 use std::io::Cursor;

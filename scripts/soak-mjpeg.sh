@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak test (issue 13; not in CI): `tag watch` against a hostile MJPEG camera mix
+# Soak test (not in CI): `tag watch` against a hostile MJPEG camera mix
 # (scripts/hostile_mjpeg.py: good frames, dripped status line, endless header, a part without
 # newlines, garbage, 404, closed connections, truncated JPEGs) for SOAK_SECONDS (default 600),
 # sampling RSS and open file descriptors every 10 s. Ends with a verdict: flat or not.

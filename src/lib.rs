@@ -4,20 +4,19 @@
 //! - [`builtin`]: the model compiled into `tag`.
 //! - [`inputs`], [`tagging`], [`output`]: files, folders and stdin tagged in batches, written as
 //!   human text, JSON lines or CSV.
-//! - [`bench`]: `tag bench`.
+//! - [`bench`]: `tag bench`; [`measure`]: percentiles and memory, for it and the station.
 //! - [`error`]: what went wrong, by kind (the `tag` binary maps kinds to exit codes).
-//! - [`watch`], [`config`], [`overlay`]: camera stations (`tag watch`), their TOML settings and
-//!   the verdict drawn onto frames.
+//! - [`watch`]: camera stations (`tag watch`), with their TOML settings (`watch::config`) and
+//!   the verdict drawn onto frames (`watch::overlay`).
 
 pub use tagger_core::{backend, classify, fsio, limits, machine, metadata, model, preprocess};
 
 pub mod bench;
 pub mod builtin;
-pub mod config;
 pub mod error;
 pub mod inputs;
+pub mod measure;
 pub mod output;
-pub mod overlay;
 pub mod tagging;
 pub mod watch;
 

@@ -1,4 +1,4 @@
-//! Inputs an attacker or a broken camera gives (issue 13), one test per class: endless files,
+//! Inputs an attacker or a broken camera gives, one test per class: endless files,
 //! loops and FIFOs in folders, oversized stdin, out-of-range settings, a reader that goes away.
 //! Each must end with a clear message and exit 0/1/2, never hang or panic; memory is bounded by
 //! refusing before reading (limits.rs), which the tests see as prompt refusals.

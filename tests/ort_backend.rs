@@ -1,4 +1,6 @@
-//! tract and onnxruntime give the same verdicts (cargo feature `ort`; needs ORT_DYLIB_PATH).
+//! tract and onnxruntime give the same verdicts (cargo feature `ort`). Ignored unless asked for:
+//! they need ORT_DYLIB_PATH naming libonnxruntime.so, and fail without it (`.ci/run` runs them
+//! with `--ignored`).
 #![cfg(feature = "ort")]
 
 use std::path::Path;
@@ -6,12 +8,17 @@ use tagger::backend::BackendKind;
 use tagger::model::Model;
 use tagger::preprocess;
 
+fn require_onnxruntime() {
+    assert!(
+        std::env::var_os("ORT_DYLIB_PATH").is_some(),
+        "set ORT_DYLIB_PATH to libonnxruntime.so (pip install onnxruntime; it is under onnxruntime/capi/)"
+    );
+}
+
 #[test]
+#[ignore = "needs onnxruntime: ORT_DYLIB_PATH=... cargo test --features ort -- --ignored"]
 fn ort_and_tract_agree_on_real_photos() {
-    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        eprintln!("skipped: set ORT_DYLIB_PATH to libonnxruntime.so to compare backends");
-        return;
-    }
+    require_onnxruntime();
     let tract = tagger::builtin::model(BackendKind::Tract, 1).unwrap();
     let ort = tagger::builtin::model(BackendKind::Ort, 1).unwrap();
     assert_eq!(ort.backend_name(), "ort");
@@ -38,11 +45,9 @@ fn ort_and_tract_agree_on_real_photos() {
 }
 
 #[test]
+#[ignore = "needs onnxruntime: ORT_DYLIB_PATH=... cargo test --features ort -- --ignored"]
 fn ort_and_tract_agree_on_every_head_of_a_multi_head_model() {
-    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        eprintln!("skipped: set ORT_DYLIB_PATH to libonnxruntime.so to compare backends");
-        return;
-    }
+    require_onnxruntime();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/multihead.onnx");
     let tract = Model::from_path(&path, BackendKind::Tract, 1).unwrap();
     let ort = Model::from_path(&path, BackendKind::Ort, 1).unwrap();

@@ -3,8 +3,8 @@
 //! overlay_golden` and look at tests/fixtures/frames/*.png before committing them.
 
 use std::path::Path;
-use tagger::overlay::{draw, Annotation};
 use tagger::preprocess::Roi;
+use tagger::watch::overlay::{draw, Annotation};
 
 const FRAME: &str = "tests/fixtures/frames/station.png";
 const GOLDEN: &str = "tests/fixtures/frames/station-overlay.png";

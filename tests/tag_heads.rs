@@ -1,4 +1,4 @@
-//! Multi-head models (issue 16) through the real `tag` binary: every head in every format, the
+//! Multi-head models through the real `tag` binary: every head in every format, the
 //! head threshold, no tags for an empty belt, `tag watch` records, and single-head models
 //! unchanged.
 

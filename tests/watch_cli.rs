@@ -319,7 +319,7 @@ fn every_firmware_config_parses() {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "toml") {
-            let cfg = tagger::config::StationConfig::load(&p)
+            let cfg = tagger::watch::config::StationConfig::load(&p)
                 .unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
             assert!(
                 !cfg.target.is_empty() && cfg.source.uri.is_some(),
@@ -371,8 +371,9 @@ fn passby() -> (std::path::PathBuf, Vec<(String, String)>) {
     (dir, truth)
 }
 
-fn pi4() -> tagger::config::StationConfig {
-    tagger::config::StationConfig::load(Path::new("firmware-config/raspberry-pi-4.toml")).unwrap()
+fn pi4() -> tagger::watch::config::StationConfig {
+    tagger::watch::config::StationConfig::load(Path::new("firmware-config/raspberry-pi-4.toml"))
+        .unwrap()
 }
 
 /// A station config that replays `source` with the Raspberry Pi 4 file's ROI and verdict

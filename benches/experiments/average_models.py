@@ -4,7 +4,7 @@ ONNX graph that keeps the first model's metadata, so `training station` scores i
 
 Experiment, not product code: it measures whether averaging is worth its cost (two or four
 forward passes per frame) before any of it is built into `training export`. Needs the `onnx`
-Python package. Issue 12's numbers (validation only) came from:
+Python package. The station-model numbers (validation only) came from:
 
     D=../shared/data/fashion-product-images-small
     training evaluate --data $D --run runs/robust-d

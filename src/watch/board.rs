@@ -3,7 +3,7 @@
 //! reader copies what it needs and renders outside the lock, so a slow client never holds it.
 
 use super::stats::WINDOW;
-use crate::bench::percentile;
+use crate::measure::percentile;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};

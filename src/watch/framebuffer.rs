@@ -1,7 +1,7 @@
 //! Shows annotated frames on a Linux framebuffer (`/dev/fb0`): a small screen beside the
 //! conveyor, with no display server on the device.
 
-use crate::config::FbGeometry;
+use crate::watch::config::FbGeometry;
 use anyhow::{bail, Context, Result};
 use image::{imageops::FilterType, RgbImage};
 use std::fs::File;

@@ -1,6 +1,6 @@
 //! Running numbers for the stats line: fps, latency percentiles over a bounded window.
 
-use crate::bench::percentile;
+use crate::measure::percentile;
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -62,7 +62,7 @@ impl Stats {
 
 /// Current resident memory (VmRSS) in MiB; 0 where /proc is unavailable.
 pub fn rss_mb() -> f64 {
-    crate::bench::proc_status_mb("VmRSS:")
+    crate::measure::proc_status_mb("VmRSS:")
 }
 
 #[cfg(test)]

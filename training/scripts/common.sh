@@ -10,7 +10,7 @@ run_state() {
     fi
 }
 
-# The station recipe (issue 12) that robust.sh and multihead.sh share: composited station
+# The station recipe that robust.sh and multihead.sh share: composited station
 # frames, `none` for empty belts, models/negatives.json as negatives, warm-up, label smoothing.
 #   train_station DATA NAME OUT EPOCHS SEED LAYERS [more `train` options]
 # Trains OUT, resumes it from its last checkpoint when killed, or says it finished already.

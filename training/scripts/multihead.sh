@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The multi-head model `multihead` (issue 16): `robust`'s network and recipe (robust.sh,
+# The multi-head model `multihead`: `robust`'s network and recipe (robust.sh,
 # common.sh) with four extra heads on the same features, article type, colour (palette), gender
 # and usage (training/src/heads.rs); then evaluated, exported (one ONNX output per head),
 # calibrated, quantized, scored on station frames (class) and per head (`training heads`) into

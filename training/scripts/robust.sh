@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The station model `robust` (issue 12): trained on composited station frames
+# The station model `robust`: trained on composited station frames
 # (training/src/station.rs), with a `none` output for empty belts and trays and the other kinds
 # of models/negatives.json as negatives, cut-outs varied, 40% of the products kept in the
 # catalogue look; then evaluated, exported, calibrated (temperature scaling on val station

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Architecture sweep for the `fast` model (issue 7: an architecture tract runs well): full 15-epoch
+# Architecture sweep for the `fast` model (an architecture tract runs well): full 15-epoch
 # runs of strided, pool-free networks with the tuned recipe, chosen on validation accuracy only
 # (the best checkpoint's), then the winner is evaluated, exported as models/fast.onnx and
 # quantized. Latency of each candidate: benches/experiments/arch_latency.py.

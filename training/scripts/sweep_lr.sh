@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Learning-rate sweep for the tuned model (issue 4): short runs of the baseline network, each with
+# Learning-rate sweep for the tuned model: short runs of the baseline network, each with
 # its own full cosine schedule, scored on the validation split only; then the learning rate with
 # the best final validation accuracy is trained fully (15 epochs) as `tuned`.
 #   training/scripts/sweep_lr.sh DATA_DIR [LR...]      (default LRs: 0.0005 0.001 0.002 0.004)

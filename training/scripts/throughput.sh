@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Training throughput with station augmentation against without (issue 12 asks for >= 80%):
+# Training throughput with station augmentation against without (the goal: >= 80%):
 # one epoch of the `fast` recipe plain and with --station (compositing, JPEG, empty frames and
 # negatives, built on rayon's workers off the training thread), each on an otherwise idle
 # machine, images/s from each run's log.

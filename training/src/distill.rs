@@ -1,4 +1,4 @@
-//! Knowledge distillation for station training (issue 12): besides its label, each product
+//! Knowledge distillation for station training: besides its label, each product
 //! sample learns the softened output of catalogue models (e.g. `fast` and `tuned`) on the
 //! *clean catalogue photo* of the same product, whatever belt, mirroring or blur the student
 //! sees. The teachers see the photos they are good at; the student learns to give the same answer

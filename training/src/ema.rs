@@ -1,5 +1,5 @@
 //! A weight moving average (EMA) of the model being trained, evaluated and exported instead of
-//! the last weights (issue 12 asks for it among the known aids of small CNNs).
+//! the last weights (one of the known aids of small CNNs).
 //!
 //! After every optimizer step each weight and batch-norm running statistic of the average moves
 //! towards the trained model's: `avg = d * avg + (1 - d) * w`, with `d` ramped up over the first

@@ -1,4 +1,4 @@
-//! Extra output heads (issue 16): attributes that styles.csv carries beside the primary class,
+//! Extra output heads: attributes that styles.csv carries beside the primary class,
 //! predicted from the same pooled features by one dense layer each.
 //!
 //! - `articleType`: the types with at least `min_images` training photos; the rest fold into

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tagger_core::preprocess::{normalize_into, Normalization, HEIGHT, IMAGE_LEN, WIDTH};
 
-/// Training for stations (issue 12): products composited onto belts and trays every epoch, a
+/// Training for stations: products composited onto belts and trays every epoch, a
 /// `none` output trained on empty surfaces, and products of other kinds trained towards a flat
 /// output so they stay below the station threshold (outlier exposure).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

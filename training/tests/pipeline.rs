@@ -761,7 +761,7 @@ fn station_run_starts_from_a_catalogue_run() {
     assert!(state.train_seconds >= done.train_seconds + epochs * 0.99);
 }
 
-/// Extra heads (issue 16): a short run with article type, colour, gender and usage heads on the
+/// Extra heads: a short run with article type, colour, gender and usage heads on the
 /// fixture photos exports one named output per head with its labels in the metadata; tract
 /// matches burn on every output; the int8 model keeps the heads; a single-head model still
 /// loads with none.

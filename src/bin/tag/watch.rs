@@ -2,8 +2,8 @@
 
 use crate::shared::{load_model, stop_on_signals, ModelArgs};
 use std::path::PathBuf;
-use tagger::config::{StationConfig, WatchFormat};
 use tagger::error::Error;
+use tagger::watch::config::{StationConfig, WatchFormat};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -74,7 +74,7 @@ fn watch_config(args: &WatchArgs) -> anyhow::Result<StationConfig> {
     let m = &args.model;
     StationConfig::resolve(
         args.config.as_deref(),
-        tagger::config::Overrides {
+        tagger::watch::config::Overrides {
             model: m.model.clone(),
             backend: m.backend,
             threads: m.threads,

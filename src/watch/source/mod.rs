@@ -10,7 +10,7 @@ pub mod v4l2;
 pub use folder::FolderSource;
 pub use reconnect::{Backoff, Reconnecting};
 
-use crate::config::SourceSection;
+use crate::watch::config::SourceSection;
 use anyhow::{bail, Result};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

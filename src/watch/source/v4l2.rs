@@ -3,7 +3,7 @@
 //! the bytes on; everything else is the same as for any other source.
 
 use super::FrameSource;
-use crate::config::SourceSection;
+use crate::watch::config::SourceSection;
 use anyhow::Result;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -30,7 +30,7 @@ pub fn open(
 #[cfg(target_os = "linux")]
 mod linux {
     use super::super::{FrameData, FrameSource, Reconnecting};
-    use crate::config::SourceSection;
+    use crate::watch::config::SourceSection;
     use crate::watch::yuyv::YuyvFrame;
     use anyhow::{anyhow, Context, Result};
     use linuxvideo::format::{PixFormat, PixelFormat};

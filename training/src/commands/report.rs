@@ -1,9 +1,10 @@
 //! `training report`: see [`Args`] for what it does and its options.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::PathBuf;
 
-/// Write docs/REPORT.md (and its plots) from the model cards and the saved training logs.
+/// Write docs/REPORT.md (and its plots) and README's model table from the model cards and the
+/// saved training logs.
 #[derive(clap::Args)]
 pub struct Args {
     /// Run folders to copy per-epoch logs from (missing runs: the copies in --data-dir).
@@ -16,6 +17,12 @@ pub struct Args {
     pub data_dir: PathBuf,
     #[arg(long, default_value = "docs")]
     pub docs: PathBuf,
+    /// The README whose model table is rewritten (between its marker lines).
+    #[arg(long, default_value = "README.md")]
+    pub readme: PathBuf,
+    /// The model compiled into `tag` (src/builtin.rs), marked in the table.
+    #[arg(long, default_value = "fast")]
+    pub builtin: String,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -24,6 +31,8 @@ pub fn run(args: Args) -> Result<()> {
         models,
         data_dir,
         docs,
+        readme,
+        builtin,
     } = args;
     let copied = training::report::collect(&runs, &data_dir)?;
     eprintln!(
@@ -33,5 +42,14 @@ pub fn run(args: Args) -> Result<()> {
     );
     let out = training::report::write(&models, &data_dir, &docs)?;
     eprintln!("wrote {}", out.display());
+    let cards = training::report::readme::shipped(&models)?;
+    let table = training::report::readme::table(&cards, &builtin)?;
+    let text = std::fs::read_to_string(&readme)
+        .with_context(|| format!("cannot read {}", readme.display()))?;
+    training::util::write_atomic(
+        &readme,
+        training::report::readme::splice(&text, &table)?.as_bytes(),
+    )?;
+    eprintln!("wrote the model table of {}", readme.display());
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 pub mod lite;
 mod probe;
+pub mod readme;
 mod real;
 
 use crate::card::ModelCard as Card;
@@ -15,9 +16,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The report's models, in table order. `fast` is the tuned recipe on a strided architecture
-/// that tract runs faster (issue: tract's gap to onnxruntime, docs/BENCHMARKS.md).
-/// `robust` is trained for station frames (issue 12: compositing, `none`, negatives).
-/// `multihead` is `robust` with extra heads (issue 16: article type, colour, gender, usage).
+/// that tract runs faster (docs/BENCHMARKS.md).
+/// `robust` is trained for station frames (compositing, `none`, negatives).
+/// `multihead` is `robust` with extra heads (article type, colour, gender, usage).
 pub const MODELS: [&str; 6] = [
     "baseline",
     "tuned",
