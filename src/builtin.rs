@@ -4,12 +4,14 @@ use crate::backend::BackendKind;
 use crate::model::Model;
 use anyhow::Result;
 
-/// `fast`: the fastest model on tract whose validation accuracy is within one standard error of
-/// the best (docs/REPORT.md, README); float rather than int8 because tract runs the int8 graph
-/// slower (docs/BENCHMARKS.md).
-pub const MODEL_BYTES: &[u8] = include_bytes!("../models/fast.onnx");
+/// `lite0-real`: EfficientNet-Lite0 (ImageNet weights) fine-tuned at `tag`'s 80x60 input on
+/// catalogue photos, station frames, empty belts (`none`) and real-train phone photos. The one
+/// model for the three looks `tag` meets: catalogue photos, station cameras and real photos,
+/// where the small CNNs recognise almost no real shoes (docs/models.md). Float: tract runs the
+/// int8 forms slower (docs/quantization.md).
+pub const MODEL_BYTES: &[u8] = include_bytes!("../models/lite0-real.onnx");
 /// Where the built-in model came from, for `--version` and outputs.
-pub const MODEL_FILE: &str = "models/fast.onnx";
+pub const MODEL_FILE: &str = "models/lite0-real.onnx";
 
 /// The built-in model, loaded into `kind`.
 pub fn model(kind: BackendKind, threads: usize) -> Result<Model> {

@@ -43,7 +43,7 @@ fn built_in_model_labels_real_photos_correctly() {
     }
     // The built-in model's mean per-class test recall is ~0.95, so about one miss in 13 photos
     // is expected; three or more would mean a broken model or broken preprocessing. Known miss
-    // of the built-in `fast` model: wallets.jpg -> Bags (0.99).
+    // of the built-in `lite0-real` model: sandal.jpg -> Shoes (0.87).
     assert!(wrong.len() <= 2, "mislabelled: {wrong:?}");
 }
 
@@ -352,16 +352,23 @@ fn every_shipped_int8_model_runs_in_tract_and_carries_labels() {
         let float_path = models.join(&float).display().to_string();
         let f = tag(&["--model", &float_path, "--format", "jsonl", &ex]);
         assert_eq!(f.status.code(), Some(0), "{}", stderr(&f));
-        // Every float model ships an int8 (QLinearConv) form; a QDQ form is optional.
+        // Every CNN ships an int8 (QLinearConv) form; a QDQ form is optional. The fine-tuned
+        // backbone (its card names a `backbone`) is float only: `training quantize` does not
+        // take its TF-SAME (uneven) padding yet.
         let forms: Vec<_> = ["int8", "qdq"]
             .iter()
             .map(|form| models.join(format!("{stem}.{form}.onnx")))
             .filter(|p| p.exists())
             .collect();
+        let card: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(models.join(format!("{stem}.json"))).unwrap())
+                .unwrap();
+        let backbone = card["arch"].get("backbone").is_some();
         assert!(
-            forms
-                .iter()
-                .any(|p| p.to_string_lossy().ends_with(".int8.onnx")),
+            backbone
+                || forms
+                    .iter()
+                    .any(|p| p.to_string_lossy().ends_with(".int8.onnx")),
             "models/{stem}.int8.onnx is missing: run `training quantize --model models/{float}`"
         );
         for q in forms {

@@ -326,6 +326,8 @@ fn every_firmware_config_parses() {
                 "{}",
                 p.display()
             );
+            // One model everywhere: every device runs the model built into `tag`.
+            assert_eq!(cfg.model.path, None, "{}", p.display());
             n += 1;
         }
     }
@@ -376,17 +378,32 @@ fn pi4() -> tagger::watch::config::StationConfig {
         .unwrap()
 }
 
+/// The model the device files run, as this checkout has it: None for the built-in model, else
+/// the file of that name under models/.
+fn device_model() -> Option<String> {
+    pi4().model.path.map(|p| {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models")
+            .join(name)
+            .display()
+            .to_string()
+    })
+}
+
 /// A station config that replays `source` with the Raspberry Pi 4 file's ROI and verdict
-/// settings (its camera is 640x480, like the fixture frames) and the station model the device
-/// files use.
+/// settings (its camera is 640x480, like the fixture frames) and the model the device files
+/// run.
 fn pi4_replay_config(dir: &Path, source: &Path) -> std::path::PathBuf {
     let pi4 = pi4();
     let cfg = dir.join("pi4-replay.toml");
     std::fs::write(
         &cfg,
         format!(
-            "target = \"pi4 replay\"\n[model]\npath = \"{}\"\n[source]\nuri = \"{}\"\n[roi]\nx = {}\ny = {}\nwidth = {}\nheight = {}\n[verdict]\nthreshold = {}\ndebounce = {}\n[output]\nstats_json = true\n",
-            robust_model(),
+            "target = \"pi4 replay\"\n[model]\n{}[source]\nuri = \"{}\"\n[roi]\nx = {}\ny = {}\nwidth = {}\nheight = {}\n[verdict]\nthreshold = {}\ndebounce = {}\n[output]\nstats_json = true\n",
+            device_model()
+                .map(|m| format!("path = \"{m}\"\n"))
+                .unwrap_or_default(),
             source.display(),
             pi4.roi.x,
             pi4.roi.y,
@@ -456,15 +473,16 @@ fn station_frames_through_watch_agree_with_batch_tagging_of_the_crops() {
             .save(crops.join(file.replace(".jpg", ".png")))
             .unwrap();
     }
-    let batch = jsonl(&tag(&[
-        "--model",
-        &robust_model(),
+    let model = device_model();
+    let mut args: Vec<&str> = model.iter().flat_map(|m| ["--model", m.as_str()]).collect();
+    args.extend([
         "--format",
         "jsonl",
         "--threshold",
         "0",
         crops.to_str().unwrap(),
-    ]));
+    ]);
+    let batch = jsonl(&tag(&args));
     assert_eq!(batch.len(), truth.len());
     for (w, b) in watched.iter().zip(&batch) {
         assert_eq!(w["label"], b["label"], "{w} vs {b}");

@@ -25,16 +25,21 @@ probe lite0-probe-realtrain --real-train-repeat 3
 # Fine-tuned at 80x60 (`training lite`): alone, with real-train photos, with room scenes. A
 # finished run only re-exports; station and real figures go into each model's card.
 lite() {
-    local name=$1 run=$2
+    local name=$1 run=$2 dir=${LITE_OUT:-runs/lite}
     shift 2
     "$bin" lite --data "$data" --epochs 10 --epoch-size 6000 --name "$name" \
-        --run "runs/lite/$run" --out "runs/lite/$name.onnx" --resume "$@"
-    "$bin" station --data "$data" --model "runs/lite/$name.onnx"
-    "$bin" real --model "runs/lite/$name.onnx"
+        --run "runs/lite/$run" --out "$dir/$name.onnx" --resume "$@"
+    [[ -z ${CALIBRATE:-} ]] || "$bin" calibrate --data "$data" --model "$dir/$name.onnx"
+    "$bin" station --data "$data" --model "$dir/$name.onnx"
+    "$bin" real --model "$dir/$name.onnx"
 }
 lite lite0-ft b-noreal --teacher runs/probe/lite0-probe.onnx
 lite lite0-ft-real a-real --teacher runs/probe/lite0-probe-realtrain.onnx --real-train-repeat 3
 lite lite0-ft-room c-room --teacher runs/probe/lite0-probe.onnx --room-share 0.25
+# The built-in model: real-train photos x3 without a teacher, two seeds (a tie on validation:
+# seed 1 ships, into models/, temperature-calibrated, and is compiled into `tag`).
+LITE_OUT=models CALIBRATE=1 lite lite0-real real-s1 --real-train-repeat 3 --seed 1
+lite lite0-real-seed2 real-s2 --real-train-repeat 3 --seed 2
 "$bin" real --model models/baseline.onnx models/tuned.onnx models/augmented.onnx \
     models/fast.onnx models/robust.onnx models/multihead.onnx
 "$bin" real --model models/fast.onnx models/robust.onnx models/multihead.onnx \

@@ -216,6 +216,19 @@ pub struct HeadsSection {
     pub reproduce: String,
 }
 
+/// Whether `path` is a model card: a JSON file naming its model's `onnx_sha256`, not the
+/// `<model>.lite.json` training summary that sits beside a fine-tuned model (split.json,
+/// negatives.json and real-split.json are not cards either).
+pub fn is_card(path: &Path) -> Result<bool> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    if !name.ends_with(".json") || name.ends_with(".lite.json") {
+        return Ok(false);
+    }
+    let v: Value = serde_json::from_slice(&std::fs::read(path)?)
+        .with_context(|| format!("{} is not JSON", path.display()))?;
+    Ok(v.get("onnx_sha256").is_some())
+}
+
 impl ModelCard {
     /// Where the card of the model file `onnx` lives.
     pub fn path_for(onnx: &Path) -> PathBuf {
@@ -296,16 +309,12 @@ mod tests {
     use super::*;
 
     fn committed_cards() -> Vec<PathBuf> {
-        // Every JSON under models/ that is a card (split.json and negatives.json are not).
+        // Every card under models/.
         let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
         let mut cards: Vec<PathBuf> = std::fs::read_dir(&models)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .filter(|p| {
-                let v: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
-                v.get("onnx_sha256").is_some()
-            })
+            .filter(|p| is_card(p).unwrap())
             .collect();
         cards.sort();
         assert!(

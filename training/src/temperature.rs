@@ -138,15 +138,49 @@ pub fn apply(bytes: &[u8], t: f32) -> Result<Vec<u8>> {
         bail!("the model is calibrated already; re-export it to calibrate again");
     }
     let info = tagger_core::model::read_info(bytes)?;
-    let mut net = crate::quantize::folded_from_onnx(&proto).context("reading the float model")?;
-    net.head_w.iter_mut().for_each(|w| *w /= t);
-    net.head_b.iter_mut().for_each(|b| *b /= t);
-    let mut m = float_model(&net, &info);
+    let mut m = match crate::quantize::folded_from_onnx(&proto) {
+        Ok(mut net) => {
+            net.head_w.iter_mut().for_each(|w| *w /= t);
+            net.head_b.iter_mut().for_each(|b| *b /= t);
+            float_model(&net, &info)
+        }
+        // Not one of the CNNs: a graph whose class output comes from a Gemm (the fine-tuned
+        // backbone) gets that Gemm's weights and bias divided in place.
+        Err(cnn) => scale_output_gemm(proto, t)
+            .with_context(|| format!("reading the float model: {cnn:#}"))?,
+    };
     m.metadata_props.push(pb::StringStringEntryProto {
         key: KEY_TEMPERATURE.into(),
         value: format!("{t}"),
     });
     Ok(onnx::encode(&m))
+}
+
+/// `model` with the Gemm that computes its first output (the class logits) divided by `t`.
+fn scale_output_gemm(mut model: pb::ModelProto, t: f32) -> Result<pb::ModelProto> {
+    let graph = model.graph.as_mut().context("the model has no graph")?;
+    let output = &graph
+        .output
+        .first()
+        .context("the model has no output")?
+        .name;
+    let gemm = graph
+        .node
+        .iter()
+        .find(|n| n.output.first() == Some(output))
+        .filter(|n| n.op_type == "Gemm" && n.input.len() == 3)
+        .with_context(|| format!("the output {output} does not come from a Gemm with a bias"))?;
+    let params: Vec<String> = gemm.input.iter().skip(1).cloned().collect();
+    for name in params {
+        let init = graph
+            .initializer
+            .iter_mut()
+            .find(|i| i.name == name)
+            .with_context(|| format!("the head's {name} is not an initializer"))?;
+        let scaled: Vec<f32> = onnx::f32_initializer(init)?.iter().map(|v| v / t).collect();
+        *init = onnx::tensor_f32(&name, &init.dims.clone(), &scaled);
+    }
+    Ok(model)
 }
 
 /// The temperature folded into a model, if any.

@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(long, default_value = "README.md")]
     pub readme: PathBuf,
     /// The model compiled into `tag` (src/builtin.rs), marked in the table.
-    #[arg(long, default_value = "fast")]
+    #[arg(long, default_value = "lite0-real")]
     pub builtin: String,
 }
 

@@ -1,5 +1,6 @@
 //! The report's fine-tuning section: the `training lite` runs kept in `docs/data/lite/`
-//! (copied from `runs/lite/` by `collect`): the kept epoch's figures and real-val per epoch.
+//! (copied from `runs/lite/` by `collect`) and the shipped ones in `models/`: the kept epoch's
+//! figures and real-val per epoch.
 
 use super::{pct, Inputs};
 use crate::card::ModelCard;
@@ -15,8 +16,9 @@ pub struct LiteRun {
     pub card: Option<ModelCard>,
 }
 
-/// The fine-tuning runs in `dir` (`<model>.lite.json`, `<model>.card.json`), sorted by name.
-pub fn read(dir: &Path) -> Result<Vec<LiteRun>> {
+/// The fine-tuning runs in `dir` (`<model>.lite.json` and `<model><card>`, the card's suffix),
+/// sorted by name.
+fn read_in(dir: &Path, card: &str) -> Result<Vec<LiteRun>> {
     let mut out = vec![];
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
@@ -25,7 +27,7 @@ pub fn read(dir: &Path) -> Result<Vec<LiteRun>> {
             if let Some(stem) = name.strip_suffix(".lite.json") {
                 let summary: LiteSummary = serde_json::from_slice(&std::fs::read(&p)?)
                     .with_context(|| format!("{} is not a fine-tuning summary", p.display()))?;
-                let card_path = PathBuf::from(format!("{stem}.card.json"));
+                let card_path = PathBuf::from(format!("{stem}{card}"));
                 let card = card_path
                     .is_file()
                     .then(|| ModelCard::load(&card_path))
@@ -36,6 +38,17 @@ pub fn read(dir: &Path) -> Result<Vec<LiteRun>> {
     }
     out.sort_by(|a, b| a.summary.name.cmp(&b.summary.name));
     Ok(out)
+}
+
+/// The runs kept in `data` (`<model>.card.json`) and the shipped ones in `models` (their cards
+/// `<model>.json`, which `training station` and `training real` complete there), by name.
+pub fn read(data: &Path, models: &Path) -> Result<Vec<LiteRun>> {
+    let mut runs = read_in(data, ".card.json")?;
+    let shipped = read_in(models, ".json")?;
+    runs.retain(|r| !shipped.iter().any(|s| s.summary.name == r.summary.name));
+    runs.extend(shipped);
+    runs.sort_by(|a, b| a.summary.name.cmp(&b.summary.name));
+    Ok(runs)
 }
 
 /// Copies `runs/lite/<model>.lite.json` and the model's card `<model>.json` into `data/lite/`

@@ -208,7 +208,7 @@ pub fn load(models: &Path, data: &Path) -> Result<Inputs> {
     let arch_sweep = read_runs(&data.join("sweep-arch"))?;
     let station_runs = read_runs(&data.join("station-runs"))?;
     let probes = probe::read(&data.join("probe"))?;
-    let lites = lite::read(&data.join("lite"))?;
+    let lites = lite::read(&data.join("lite"), models)?;
 
     Ok(Inputs {
         cards,

@@ -22,24 +22,20 @@ const ROLES: [(&str, &str); 7] = [
     ("multihead", "`robust` + type, colour, gender, usage"),
     (
         "lite0-real",
-        "EfficientNet-Lite0 fine-tuned: frames + real photos",
+        "EfficientNet-Lite0 fine-tuned on catalogue, station and real photos",
     ),
 ];
 
-/// Every model card in `models` (a JSON file naming its ONNX file's `onnx_sha256`), in [`super::MODELS`] order,
-/// then by name.
+/// Every model card in `models` ([`crate::card::is_card`]), in [`super::MODELS`] order, then by
+/// name.
 pub fn shipped(models: &Path) -> Result<Vec<Card>> {
     let mut names = vec![];
     for e in
         std::fs::read_dir(models).with_context(|| format!("cannot read {}", models.display()))?
     {
         let path = e?.path();
-        if path.extension().is_some_and(|x| x == "json") {
-            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)
-                .with_context(|| format!("{} is not JSON", path.display()))?;
-            if v.get("onnx_sha256").is_some() {
-                names.push(path);
-            }
+        if crate::card::is_card(&path)? {
+            names.push(path);
         }
     }
     let rank = |p: &Path| {
