@@ -200,6 +200,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_gemm_head_is_divided_in_place_and_the_rest_left_alone() {
+        let graph = pb::GraphProto {
+            node: vec![
+                onnx::node("Relu", "r", &["input"], &["features"], vec![]),
+                onnx::node("Gemm", "head", &["features", "w", "b"], &["logits"], vec![]),
+            ],
+            initializer: vec![
+                onnx::tensor_f32("w", &[2, 2], &[1.0, -2.0, 4.0, 8.0]),
+                onnx::tensor_f32("b", &[2], &[0.5, -1.0]),
+                onnx::tensor_f32("other", &[1], &[3.0]),
+            ],
+            output: vec![onnx::batched_value("logits", &[2])],
+            ..Default::default()
+        };
+        let model = pb::ModelProto {
+            graph: Some(graph),
+            ..Default::default()
+        };
+        let scaled = scale_output_gemm(model.clone(), 0.5).unwrap();
+        let get = |m: &pb::ModelProto, name: &str| {
+            let g = m.graph.as_ref().unwrap();
+            onnx::f32_initializer(g.initializer.iter().find(|i| i.name == name).unwrap()).unwrap()
+        };
+        assert_eq!(get(&scaled, "w"), [2.0, -4.0, 8.0, 16.0]);
+        assert_eq!(get(&scaled, "b"), [1.0, -2.0]);
+        assert_eq!(get(&scaled, "other"), [3.0]);
+        // An output that no Gemm computes is refused, not guessed at.
+        let mut relu_out = model;
+        relu_out.graph.as_mut().unwrap().output[0].name = "features".into();
+        assert!(scale_output_gemm(relu_out, 0.5).is_err());
+    }
+
+    #[test]
     fn fitting_sharpens_an_underconfident_model_and_softens_an_overconfident_one() {
         // Two classes; every example right with logit margin 1: p = 0.73 at T = 1, while the
         // labels say they are always right -> a lower T fits better.
