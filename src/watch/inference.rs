@@ -15,6 +15,8 @@ use anyhow::{Context, Result};
 use image::RgbImage;
 use serde_json::json;
 use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 pub struct Inference<'a> {
     model: &'a Model,
@@ -110,7 +112,7 @@ impl<'a> Inference<'a> {
             self.stats.verdicts += 1;
             if let Some(dir) = &cfg.overlay.snapshots {
                 let rgb = annotated.get_or_insert_with(&mut annotate);
-                match super::snapshot(dir, seq, &v.label, rgb, outs.quality) {
+                match snapshot(dir, seq, &v.label, rgb, outs.quality) {
                     Ok(p) => snap = Some(p.display().to_string()),
                     Err(e) => eprintln!("tag watch: {e:#}"),
                 }
@@ -120,7 +122,7 @@ impl<'a> Inference<'a> {
                 .as_ref()
                 .and_then(|_| thumbnail_jpeg(annotated.get_or_insert_with(&mut annotate)));
             outs.board.verdict(board::Verdict {
-                timestamp: super::timestamp(),
+                timestamp: timestamp(),
                 frame: seq,
                 label: v.label.clone(),
                 confidence: v.confidence,
@@ -137,7 +139,7 @@ impl<'a> Inference<'a> {
                 }
                 WatchFormat::Human => format!(
                     "{}  frame {:>7}  {:<7}  {:<12} {:5.1}%  {:6.2} ms{}",
-                    super::timestamp(),
+                    timestamp(),
                     seq,
                     event,
                     v.label,
@@ -171,7 +173,7 @@ fn jsonl(
 ) -> String {
     let mut rec = json!({
         "event": event,
-        "timestamp": super::timestamp(),
+        "timestamp": timestamp(),
         "frame": seq,
         "label": v.label,
         "confidence": v.confidence,
@@ -202,4 +204,20 @@ fn thumbnail_jpeg(frame: &RgbImage) -> Option<std::sync::Arc<Vec<u8>>> {
     let h = (frame.height() as u64 * w as u64 / frame.width().max(1) as u64).max(1) as u32;
     let small = image::imageops::thumbnail(frame, w, h);
     super::jpeg(&small, 80).ok().map(std::sync::Arc::new)
+}
+
+fn timestamp() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+fn snapshot(dir: &Path, seq: u64, label: &str, frame: &RgbImage, quality: u8) -> Result<PathBuf> {
+    let jpeg = super::jpeg(frame, quality).context("cannot encode snapshot")?;
+    let safe: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let path = dir.join(format!("{seq:09}-{safe}.jpg"));
+    crate::fsio::write_atomic(&path, &jpeg)
+        .with_context(|| format!("cannot write snapshot {}", path.display()))?;
+    Ok(path)
 }

@@ -21,17 +21,16 @@ pub mod stats;
 pub mod yuyv;
 
 use crate::model::Model;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use config::StationConfig;
 use image::RgbImage;
 use mailbox::{Mailbox, Take};
 use serde_json::json;
 use stats::Stats;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Totals for the end-of-run line.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -57,27 +56,11 @@ pub struct WatchOptions<'a> {
     pub stop: Arc<AtomicBool>,
 }
 
-fn timestamp() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
-}
-
 /// An annotated frame as JPEG: what snapshots, the page's thumbnails and `/stream.mjpg` send.
 fn jpeg(frame: &RgbImage, quality: u8) -> image::ImageResult<Vec<u8>> {
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality).encode_image(frame)?;
     Ok(out)
-}
-
-fn snapshot(dir: &Path, seq: u64, label: &str, frame: &RgbImage, quality: u8) -> Result<PathBuf> {
-    let jpeg = jpeg(frame, quality).context("cannot encode snapshot")?;
-    let safe: String = label
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let path = dir.join(format!("{seq:09}-{safe}.jpg"));
-    crate::fsio::write_atomic(&path, &jpeg)
-        .with_context(|| format!("cannot write snapshot {}", path.display()))?;
-    Ok(path)
 }
 
 /// Runs until the source ends, `max_frames` frames were captured, or `stop` is set.
