@@ -21,8 +21,8 @@ const ROLES: [(&str, &str); 7] = [
     ("robust", "`fast`'s CNN on station frames, `none`"),
     ("multihead", "`robust` + type, colour, gender, usage"),
     (
-        "lite0-real",
-        "EfficientNet-Lite0 fine-tuned on catalogue, station and real photos",
+        "lite0-distilled",
+        "EfficientNet-Lite0 fine-tuned on catalogue, station and real photos, with a teacher",
     ),
 ];
 
