@@ -6,6 +6,7 @@
 //!   human text, JSON lines or CSV.
 //! - [`bench`]: `tag bench`; [`measure`]: percentiles and memory, for it and the station.
 //! - [`error`]: what went wrong, by kind (the `tag` binary maps kinds to exit codes).
+//! - [`publish`]: verdicts to an MQTT broker through a durable outbox.
 //! - [`watch`]: camera stations (`tag watch`), with their TOML settings (`watch::config`) and
 //!   the verdict drawn onto frames (`watch::overlay`).
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod inputs;
 pub mod measure;
 pub mod output;
+pub mod publish;
 pub mod tagging;
 pub mod watch;
 

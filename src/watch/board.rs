@@ -6,7 +6,7 @@ use super::stats::WINDOW;
 use crate::measure::percentile;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Recent verdicts kept for `/verdicts` (bounded: a week-long run uses the same memory).
@@ -54,6 +54,9 @@ pub struct Status {
     pub per_label: BTreeMap<String, u64>,
     /// Newest first, with `image` set where a thumbnail is kept.
     pub recent: Vec<PageVerdict>,
+    /// Verdicts to the broker, when `[mqtt]` is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<crate::publish::PublishStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,6 +90,7 @@ struct State {
 #[derive(Default)]
 pub struct Board {
     state: Mutex<State>,
+    publisher: OnceLock<crate::publish::Monitor>,
 }
 
 impl Board {
@@ -98,7 +102,22 @@ impl Board {
                 station,
                 ..State::default()
             }),
+            publisher: OnceLock::new(),
         }
+    }
+
+    /// Publishing to a broker runs: its counters join `/metrics` and `/status`.
+    pub fn publishing(&self, monitor: crate::publish::Monitor) {
+        let _ = self.publisher.set(monitor);
+    }
+
+    /// The counters a `metrics` message carries.
+    pub fn summary(&self) -> serde_json::Value {
+        let st = self.status();
+        serde_json::json!({"timestamp": crate::publish::timestamp(), "uptime_s": st.uptime_s,
+            "frames": st.frames, "dropped": st.dropped, "corrupt": st.corrupt,
+            "verdicts": st.per_label.values().sum::<u64>(), "fps": st.fps, "p50_ms": st.p50_ms,
+            "p99_ms": st.p99_ms, "healthy": st.healthy, "mqtt": st.mqtt})
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -194,6 +213,7 @@ impl Board {
                 p99_ms: 0.0,
                 per_label: s.per_label.clone(),
                 recent,
+                mqtt: None,
             };
             (status, s.window.clone())
         });
@@ -217,6 +237,7 @@ impl Board {
         let mut lat: Vec<f64> = window.iter().map(|w| w.1 as f64).collect();
         lat.sort_by(f64::total_cmp);
         (status.p50_ms, status.p99_ms) = (percentile(&lat, 50.0), percentile(&lat, 99.0));
+        status.mqtt = self.publisher.get().map(|m| m.status());
         status
     }
 
@@ -325,6 +346,42 @@ impl Board {
             "Times the camera or stream was reopened after it was lost.",
             vec![format!("tag_source_reconnects_total {reconnects}")],
         );
+        if let Some(p) = self.publisher.get().map(|m| m.status()) {
+            for (name, kind, help, value) in [
+                (
+                    "tag_mqtt_published_total",
+                    "counter",
+                    "Verdicts the broker acknowledged.",
+                    p.published as f64,
+                ),
+                (
+                    "tag_mqtt_queued",
+                    "gauge",
+                    "Verdicts in the outbox, not yet acknowledged.",
+                    p.queued as f64,
+                ),
+                (
+                    "tag_mqtt_oldest_queued_seconds",
+                    "gauge",
+                    "Age of the oldest verdict in the outbox.",
+                    p.oldest_queued_s,
+                ),
+                (
+                    "tag_mqtt_dropped_total",
+                    "counter",
+                    "Verdicts dropped as oldest from a full outbox.",
+                    p.dropped as f64,
+                ),
+                (
+                    "tag_mqtt_connected",
+                    "gauge",
+                    "1 while connected to the broker.",
+                    p.connected as u8 as f64,
+                ),
+            ] {
+                metric(name, kind, help, vec![format!("{name} {value}")]);
+            }
+        }
         out
     }
 }

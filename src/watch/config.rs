@@ -31,6 +31,9 @@ pub struct StationConfig {
     pub output: OutputSection,
     #[serde(default)]
     pub http: HttpSection,
+    /// Verdicts to an MQTT broker through a durable outbox (`crate::publish`).
+    #[serde(default)]
+    pub mqtt: crate::publish::config::MqttSection,
 }
 
 /// The station's read-only HTTP endpoints (`/metrics`, `/healthz`, `/verdicts`); off when `addr`
@@ -246,6 +249,8 @@ pub struct Overrides {
     pub roi: Option<Roi>,
     pub http: Option<String>,
     pub http_token: Option<String>,
+    pub mqtt: Option<String>,
+    pub outbox: Option<PathBuf>,
 }
 
 impl StationConfig {
@@ -279,6 +284,8 @@ impl StationConfig {
         self.roi = o.roi.unwrap_or(self.roi);
         self.http.addr = o.http.or(self.http.addr.take());
         self.http.token = o.http_token.or(self.http.token.take());
+        self.mqtt.url = o.mqtt.or(self.mqtt.url.take());
+        self.mqtt.outbox = o.outbox.unwrap_or(self.mqtt.outbox.clone());
     }
 
     /// Reads and validates a config file; errors name the file, the key and the fix.
@@ -321,6 +328,7 @@ impl StationConfig {
             .map_err(anyhow::Error::msg)?;
         self.roi.validate().map_err(anyhow::Error::msg)?;
         self.http.bind()?;
+        self.mqtt.validate()?;
         let v = &self.verdict;
         if !(v.threshold.is_finite() && (0.0..=1.0).contains(&v.threshold)) {
             bail!(

@@ -121,8 +121,20 @@ impl<'a> Inference<'a> {
                 .http
                 .as_ref()
                 .and_then(|_| thumbnail_jpeg(annotated.get_or_insert_with(&mut annotate)));
+            let ts = timestamp();
+            if let Some(p) = &outs.publisher {
+                let mut fields = json!({"timestamp": ts, "frame": seq, "label": v.label,
+                                        "confidence": v.confidence});
+                if let Some(name) = snap.as_deref().and_then(|s| Path::new(s).file_name()) {
+                    fields["snapshot"] = json!(name.to_string_lossy());
+                }
+                if !model.info.heads.is_empty() {
+                    fields["tags"] = tags_json(&tags);
+                }
+                p.verdict(fields);
+            }
             outs.board.verdict(board::Verdict {
-                timestamp: timestamp(),
+                timestamp: ts,
                 frame: seq,
                 label: v.label.clone(),
                 confidence: v.confidence,
@@ -183,18 +195,22 @@ fn jsonl(
         rec["snapshot"] = json!(s);
     }
     if !model.info.heads.is_empty() {
-        rec["tags"] = tags
-            .iter()
-            .map(|t| {
-                (
-                    t.head.clone(),
-                    json!({"label": t.verdict.label, "confidence": t.verdict.confidence}),
-                )
-            })
-            .collect::<serde_json::Map<_, _>>()
-            .into();
+        rec["tags"] = tags_json(tags);
     }
     rec.to_string()
+}
+
+/// Every head's tag: `{"articleType": {"label": ..., "confidence": ...}, ...}`.
+fn tags_json(tags: &[Tag]) -> serde_json::Value {
+    tags.iter()
+        .map(|t| {
+            (
+                t.head.clone(),
+                json!({"label": t.verdict.label, "confidence": t.verdict.confidence}),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// A 320-pixel-wide JPEG of an annotated frame for the page's verdict list (a few kB, kept for

@@ -46,6 +46,9 @@ pub struct Summary {
     pub rss_mb: f64,
     /// Why the source ended early, if it did.
     pub source_error: Option<String>,
+    /// Publishing at the end of the run, when `[mqtt]` is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<crate::publish::PublishStatus>,
 }
 
 /// Everything `run` needs besides the model.
@@ -54,6 +57,8 @@ pub struct WatchOptions<'a> {
     pub source: &'a str,
     pub max_frames: Option<u64>,
     pub stop: Arc<AtomicBool>,
+    /// The model as verdict messages name it (`[mqtt]`).
+    pub origin: crate::publish::Origin,
 }
 
 /// An annotated frame as JPEG: what snapshots, the page's thumbnails and `/stream.mjpg` send.
@@ -67,7 +72,7 @@ fn jpeg(frame: &RgbImage, quality: u8) -> image::ImageResult<Vec<u8>> {
 pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Summary> {
     let cfg = opts.config;
     let src = source::open(opts.source, &cfg.source, opts.stop.clone())?;
-    let mut outs = setup::Outputs::start(model, opts.source, cfg)?;
+    let mut outs = setup::Outputs::start(model, opts, cfg)?;
     let mailbox = Arc::new(Mailbox::<capture::Frame>::default());
     let capture = capture::spawn(
         src,
@@ -92,7 +97,7 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
         }
     }
 
-    outs.close();
+    let mqtt = outs.close();
     // A camera read can block for seconds; do not hold the exit hostage to it.
     let deadline = Instant::now() + Duration::from_secs(2);
     while !capture.is_finished() && Instant::now() < deadline {
@@ -118,6 +123,7 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
         p99_ms,
         rss_mb: stats::rss_mb(),
         source_error,
+        mqtt,
     })
 }
 

@@ -1,10 +1,11 @@
 //! What a station starts before its first frame: the framebuffer, the board the endpoints read,
-//! the live view and the HTTP server, and the snapshot folder.
+//! the live view and the HTTP server, the snapshot folder, and the MQTT publisher.
 
 use super::board::Board;
 use super::config::StationConfig;
 use super::{framebuffer, http, live};
 use crate::model::Model;
+use crate::publish::{PublishStatus, Publisher};
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,12 +19,15 @@ pub struct Outputs {
     pub view: Arc<live::Live>,
     pub http: Option<http::HttpServer>,
     encoder: Option<JoinHandle<()>>,
+    /// Verdicts to the broker (`[mqtt]`), through the outbox.
+    pub publisher: Option<Publisher>,
     /// JPEG quality of snapshots and of the live stream.
     pub quality: u8,
 }
 
 impl Outputs {
-    pub fn start(model: &Model, source: &str, cfg: &StationConfig) -> Result<Self> {
+    pub fn start(model: &Model, opts: &super::WatchOptions, cfg: &StationConfig) -> Result<Self> {
+        let source = opts.source;
         let framebuffer = match &cfg.overlay.framebuffer {
             Some(p) => Some(framebuffer::Framebuffer::open(
                 p,
@@ -41,6 +45,17 @@ impl Outputs {
             cfg.roi.height,
             cfg.verdict.threshold
         )));
+        // Weak: the board holds the publisher's monitor, and the outbox must close when the
+        // station ends.
+        let counters = Arc::downgrade(&board);
+        let publisher = Publisher::start(
+            &cfg.mqtt,
+            opts.origin.clone(),
+            Box::new(move || counters.upgrade().map(|b| b.summary()).unwrap_or_default()),
+        )?;
+        if let Some(p) = &publisher {
+            board.publishing(p.monitor());
+        }
         let quality = cfg.overlay.jpeg_quality.unwrap_or(85);
         let view = Arc::new(live::Live::new(quality));
         let (http, encoder) = match cfg.http.bind()? {
@@ -76,15 +91,18 @@ impl Outputs {
             http,
             encoder,
             quality,
+            publisher,
         })
     }
 
-    /// Ends the live view's encoder and the HTTP server.
-    pub fn close(mut self) {
+    /// Ends the live view's encoder, the HTTP server and the publisher (which sends what it
+    /// can first); the publisher's last figures.
+    pub fn close(mut self) -> Option<PublishStatus> {
         self.view.close();
         if let Some(e) = self.encoder.take() {
             let _ = e.join();
         }
         drop(self.http);
+        self.publisher.take().map(Publisher::close)
     }
 }

@@ -67,6 +67,14 @@ pub struct WatchArgs {
     /// address other than 127.0.0.1. Also `[http] token` in the config, or TAG_HTTP_TOKEN.
     #[arg(long, env = "TAG_HTTP_TOKEN", hide_env_values = true)]
     http_token: Option<String>,
+    /// Publish verdicts to an MQTT broker: mqtt://[user@]host[:port] or mqtts://... (TLS).
+    /// Also `[mqtt]` in the config (topics, QoS, TLS files, password file), or TAG_MQTT_URL.
+    #[arg(long, value_name = "URL", env = "TAG_MQTT_URL", hide_env_values = true)]
+    mqtt: Option<String>,
+    /// The durable queue of verdicts not yet acknowledged by the broker [default:
+    /// tag-outbox.redb].
+    #[arg(long, value_name = "FILE")]
+    outbox: Option<PathBuf>,
 }
 
 /// The config file, then the command line on top (config.rs), validated once both apply.
@@ -92,6 +100,8 @@ fn watch_config(args: &WatchArgs) -> anyhow::Result<StationConfig> {
             roi: args.roi,
             http: args.http.clone(),
             http_token: args.http_token.clone(),
+            mqtt: args.mqtt.clone(),
+            outbox: args.outbox.clone(),
         },
     )
 }
@@ -133,11 +143,17 @@ pub fn run(args: WatchArgs) -> Result<(), Error> {
         cfg.model.threads,
         tagger::watch::source::mjpeg::redacted(&source)
     );
+    let origin = tagger::publish::Origin {
+        model: model.info.name.clone(),
+        model_version: model.info.version.clone(),
+        model_sha256: model_sha256(cfg.model.path.as_deref()).map_err(Error::Model)?,
+    };
     let opts = tagger::watch::WatchOptions {
         config: &cfg,
         source: &source,
         max_frames: args.max_frames,
         stop,
+        origin,
     };
     let s = tagger::watch::run(&model, &opts, &mut out).map_err(Error::Station)?;
     if cfg.output.stats_json {
@@ -150,8 +166,29 @@ pub fn run(args: WatchArgs) -> Result<(), Error> {
             s.captured, s.processed, s.dropped, s.corrupt, s.verdicts, s.seconds, s.p50_ms, s.p99_ms
         );
     }
+    if let (Some(m), false) = (&s.mqtt, cfg.output.stats_json) {
+        eprintln!(
+            "tag watch: mqtt: {} published, {} queued for the next start, {} dropped (outbox full)",
+            m.published, m.queued, m.dropped
+        );
+    }
     match s.source_error {
         Some(e) => Err(Error::SourceLost(e)),
         None => Ok(()),
     }
+}
+
+/// The SHA-256 of the model file (or of the built-in model), so a warehouse knows which exact
+/// model tagged a product.
+fn model_sha256(path: Option<&std::path::Path>) -> anyhow::Result<String> {
+    use sha2::Digest;
+    let digest = match path {
+        Some(p) => {
+            let bytes = std::fs::read(p)
+                .map_err(|e| anyhow::anyhow!("cannot read model {}: {e}", p.display()))?;
+            sha2::Sha256::digest(bytes)
+        }
+        None => sha2::Sha256::digest(tagger::builtin::MODEL_BYTES),
+    };
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
