@@ -14,7 +14,7 @@ use burn::prelude::*;
 use tagger_core::metadata::ModelInfo;
 use tagger_core::preprocess::{Normalization, IMAGE_LEN};
 use training::model::Arch;
-use training::quantize::{self, Calibration, Int8Form, QuantSettings};
+use training::onnx::quantize::{self, Calibration, Int8Form, QuantSettings};
 use training::util::write_atomic;
 
 fn main() -> Result<()> {
@@ -26,7 +26,7 @@ fn main() -> Result<()> {
         13,
     );
     let device = Device::flex();
-    let net = training::export::fold(&arch.init(&device), &arch, &[]);
+    let net = training::onnx::export::fold(&arch.init(&device), &arch, &[]);
     let info = ModelInfo {
         labels: (0..13).map(|i| format!("class{i}")).collect(),
         label_column: "subCategory".into(),
@@ -36,7 +36,7 @@ fn main() -> Result<()> {
         quantization: None,
         heads: vec![],
     };
-    let float = training::export::float_model(&net, &info);
+    let float = training::onnx::export::float_model(&net, &info);
     write_atomic(&out.join("floor.onnx"), &training::onnx::encode(&float))?;
 
     // Calibration on a smooth synthetic image: ranges only have to be plausible for timing.

@@ -40,7 +40,7 @@ enum Cmd {
     /// photos and station frames into its model card, with the article-type confusion matrix.
     Heads(commands::heads::Args),
     /// Fit a temperature on val station frames (lowest NLL) and fold it into a float model's head
-    /// (temperature.rs); the card gets a `temperature` section. Run after `export`, before
+    /// (onnx/temperature.rs); the card gets a `temperature` section. Run after `export`, before
     /// `quantize` and `station`.
     Calibrate(commands::calibrate::Args),
     /// Write a PNG grid of training images next to augmented copies of them.

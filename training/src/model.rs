@@ -1,7 +1,7 @@
 //! The CNNs, in burn. One family, described by [`Arch`]: conv -> batch norm -> ReLU layers
 //! (either stages of 3x3 convs with a 2x2 max pool between them, or an explicit list of
 //! [`Layer`]s with their own kernel, stride and padding), then global average pooling, dropout
-//! and one dense layer. training/README.md explains the choices; the exporter (export.rs) writes
+//! and one dense layer. training/README.md explains the choices; the exporter (onnx/export.rs) writes
 //! the same graph to ONNX from the trained weights.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};

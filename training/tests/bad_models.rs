@@ -7,7 +7,7 @@ use tagger_core::metadata::{ModelInfo, KEY_LABELS};
 use tagger_core::model::Model;
 use tagger_core::preprocess::Normalization;
 use tagger_core::tract_onnx::pb;
-use training::export::{float_model, FoldedConv, FoldedNet};
+use training::onnx::export::{float_model, FoldedConv, FoldedNet};
 
 fn tiny_net(classes: usize) -> FoldedNet {
     FoldedNet {

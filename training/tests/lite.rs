@@ -13,10 +13,10 @@ use training::backbone::efficientnet::Lite;
 use training::backbone::graph;
 use training::backbone::trainable::LiteNet;
 use training::backbone::weights;
-use training::cache::ImageCache;
+use training::data::cache::ImageCache;
+use training::data::split::{Split, SplitOptions};
 use training::fit::lite::{fit, LiteConfig, LiteData, RealRows};
-use training::split::{Split, SplitOptions};
-use training::train::{Recipe, RunPaths, Sample, StationTraining};
+use training::fit::{Recipe, RunPaths, Sample, StationTraining};
 
 mod common;
 use common::root;

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use tagger_core::backend::BackendKind;
 use tagger_core::model::Model;
 use tagger_core::preprocess::{self, Normalization};
-use training::cache::ImageCache;
+use training::data::cache::ImageCache;
+use training::data::split::{Split, SplitOptions};
+use training::fit::{train, RunPaths, TrainConfig, TrainData};
 use training::model::Arch;
-use training::quantize::{self, Calibration, Int8Form};
-use training::split::{Split, SplitOptions};
-use training::train::{self, RunPaths, TrainConfig, TrainData};
+use training::onnx::quantize::{self, Calibration, Int8Form};
 
 /// burn's device seed is process-wide: tests that train run one at a time, so each starts from
 /// its own seed whatever else runs (otherwise initialisation depends on scheduling).
@@ -56,7 +56,7 @@ fn fit(
     s: &Split,
     resume: bool,
     stop_after: Option<usize>,
-) -> anyhow::Result<train::RunState> {
+) -> anyhow::Result<training::fit::RunState> {
     let no_heads = Default::default();
     let data = TrainData {
         cache,
@@ -74,7 +74,7 @@ fn fixture_config(s: &Split, name: &str, arch: Arch, epochs: usize) -> TrainConf
         name: name.into(),
         arch,
         epochs,
-        recipe: train::Recipe::plain(8, 3e-3, 0.0, 1),
+        recipe: training::fit::Recipe::plain(8, 3e-3, 0.0, 1),
         normalization: Normalization::default(),
         label_column: s.label_column.clone(),
         labels: s.labels.clone(),
@@ -98,7 +98,7 @@ fn cached_tensors_equal_runtime_preprocessing() {
     assert!(cache.rebuilt);
     let norm = Normalization::default();
     for &(id, _) in s.test.iter().chain(&s.train) {
-        let path = training::dataset::image_path(&fixture(), id);
+        let path = training::data::dataset::image_path(&fixture(), id);
         let runtime = preprocess::file_to_input(&path, &norm).unwrap();
         let training = preprocess::normalize(cache.get(id).unwrap(), &norm);
         assert_eq!(runtime, training, "image {id}");
@@ -113,7 +113,7 @@ fn cached_tensors_equal_runtime_preprocessing() {
 fn cache_skips_corrupt_images_and_counts_them() {
     let data = tempfile::tempdir().unwrap();
     std::fs::create_dir(data.path().join("images")).unwrap();
-    let good = training::dataset::image_path(&fixture(), 1532);
+    let good = training::data::dataset::image_path(&fixture(), 1532);
     std::fs::copy(&good, data.path().join("images/1.jpg")).unwrap();
     let bytes = std::fs::read(&good).unwrap();
     std::fs::write(data.path().join("images/2.jpg"), &bytes[..bytes.len() / 3]).unwrap();
@@ -155,10 +155,10 @@ fn ema_run_resumes_to_the_same_average() {
     let (whole, a) = run("whole", None);
     let (resumed, b) = run("resumed", Some(2));
     assert!(whole.ema().is_file());
-    let val_acc = |h: &[train::EpochLog]| h.iter().map(|e| e.val_acc).collect::<Vec<_>>();
+    let val_acc = |h: &[training::fit::EpochLog]| h.iter().map(|e| e.val_acc).collect::<Vec<_>>();
     assert_eq!(val_acc(&a.history), val_acc(&b.history));
     let weights = |p: &Path| {
-        let m = train::load_module(&cfg.arch, p, &device).unwrap();
+        let m = training::fit::load_module(&cfg.arch, p, &device).unwrap();
         let x = Tensor::<4>::ones([1, 3, 80, 60], &device);
         m.forward(x).into_data().try_to_vec::<f32>().unwrap()
     };
@@ -204,7 +204,7 @@ fn smoke_training_loss_falls_resumes_and_exports() {
 
     // Export, then tract must agree with burn on real images.
     let onnx = tmp.path().join("smoke.onnx");
-    let check = training::evaluate::export(&paths, "test", &s, &cache, &onnx).unwrap();
+    let check = training::eval::evaluate::export(&paths, "test", &s, &cache, &onnx).unwrap();
     assert!(check.images > 0);
     assert!(check.max_abs_logit_diff_tract_vs_burn < 1e-4);
     let model = Model::from_path(&onnx, BackendKind::Tract, 1).unwrap();
@@ -226,13 +226,13 @@ fn smoke_training_loss_falls_resumes_and_exports() {
     // The exported model as a distillation teacher: its softened outputs per photo are
     // distributions whose argmax is the model's own prediction, and a product's target blends
     // them with the label.
-    let d = training::distill::Distill {
+    let d = training::fit::distill::Distill {
         teachers: vec![onnx.display().to_string()],
         weight: 0.5,
         temperature: 2.0,
     };
     let ids: Vec<u64> = s.test.iter().take(5).map(|e| e.0).collect();
-    let teacher = training::distill::teacher_targets(&d, &cache, &ids, &s.labels).unwrap();
+    let teacher = training::fit::distill::teacher_targets(&d, &cache, &ids, &s.labels).unwrap();
     assert_eq!(teacher.len(), 5);
     for (i, row) in batch.chunks(k).enumerate() {
         let p = teacher.get(ids[i]).unwrap();
@@ -242,8 +242,8 @@ fn smoke_training_loss_falls_resumes_and_exports() {
     }
     let mut dcfg = cfg.clone();
     dcfg.recipe.distill = Some(d.clone());
-    let sample = [train::Sample::Product(s.test[0].0, s.test[0].1)];
-    let b = train::make_batch(
+    let sample = [training::fit::Sample::Product(s.test[0].0, s.test[0].1)];
+    let b = training::fit::make_batch(
         &dcfg.recipe,
         &dcfg.labels,
         &dcfg.normalization,
@@ -263,8 +263,8 @@ fn smoke_training_loss_falls_resumes_and_exports() {
     }
     let mut wrong = d.clone();
     wrong.teachers = vec!["/no/teacher.onnx".into()];
-    assert!(training::distill::teacher_targets(&wrong, &cache, &ids, &s.labels).is_err());
-    let e = training::distill::teacher_targets(&d, &cache, &ids, &s.labels[..2])
+    assert!(training::fit::distill::teacher_targets(&wrong, &cache, &ids, &s.labels).is_err());
+    let e = training::fit::distill::teacher_targets(&d, &cache, &ids, &s.labels[..2])
         .err()
         .unwrap();
     assert!(format!("{e:#}").contains("same split"), "{e:#}");
@@ -343,7 +343,7 @@ fn smoke_training_loss_falls_resumes_and_exports() {
     }
 
     // Evaluation writes metrics and plots.
-    let m = training::evaluate::evaluate(&paths, &s, &cache).unwrap();
+    let m = training::eval::evaluate::evaluate(&paths, &s, &cache).unwrap();
     assert_eq!(m.test.n, s.test.len());
     assert!(paths.dir.join("curves.png").is_file());
     assert!(paths.dir.join("confusion_test.png").is_file());
@@ -364,7 +364,7 @@ fn strided_layers_export_and_quantize_consistently() {
     let paths = RunPaths::new(&tmp.path().join("run"));
     fit(&cfg, &paths, &cache, &s, false, None).unwrap();
     let onnx = tmp.path().join("strided.onnx");
-    let check = training::evaluate::export(&paths, "test", &s, &cache, &onnx).unwrap();
+    let check = training::eval::evaluate::export(&paths, "test", &s, &cache, &onnx).unwrap();
     assert!(check.max_abs_logit_diff_tract_vs_burn < 1e-4);
     let bytes = std::fs::read(&onnx).unwrap();
     let text = String::from_utf8_lossy(&bytes).into_owned();
@@ -449,12 +449,12 @@ fn augmentation_keeps_labels_and_shapes_and_spares_evaluation() {
     let norm = Normalization::default();
     let arch = Arch::from_layers(vec!["8:4/4v".parse().unwrap()], 0.0, s.labels.len());
     let mut cfg = fixture_config(&s, "aug", arch, 1);
-    cfg.recipe.augment = Some(training::augment::Augment::default());
-    let samples: Vec<train::Sample> = s.train[..8]
+    cfg.recipe.augment = Some(training::fit::augment::Augment::default());
+    let samples: Vec<training::fit::Sample> = s.train[..8]
         .iter()
-        .map(|&(id, c)| train::Sample::Product(id, c))
+        .map(|&(id, c)| training::fit::Sample::Product(id, c))
         .collect();
-    let a = train::make_batch(
+    let a = training::fit::make_batch(
         &cfg.recipe,
         &cfg.labels,
         &cfg.normalization,
@@ -464,7 +464,7 @@ fn augmentation_keeps_labels_and_shapes_and_spares_evaluation() {
         None,
         &Default::default(),
     );
-    let b = train::make_batch(
+    let b = training::fit::make_batch(
         &cfg.recipe,
         &cfg.labels,
         &cfg.normalization,
@@ -486,7 +486,7 @@ fn augmentation_keeps_labels_and_shapes_and_spares_evaluation() {
     assert_eq!(a.input, b.input, "same seed, same batch");
     assert_ne!(
         a.input,
-        train::make_batch(
+        training::fit::make_batch(
             &cfg.recipe,
             &cfg.labels,
             &cfg.normalization,
@@ -500,7 +500,7 @@ fn augmentation_keeps_labels_and_shapes_and_spares_evaluation() {
     );
     // The evaluation path (no augmentation) feeds exactly the preprocessed images.
     let entries = &s.train[..8];
-    let (xe, _, _) = train::batch_tensors(&cache, entries, &norm, &device);
+    let (xe, _, _) = training::fit::batch_tensors(&cache, entries, &norm, &device);
     let plain: Vec<f32> = entries
         .iter()
         .flat_map(|e| preprocess::normalize(cache.get(e.0).unwrap(), &norm))
@@ -519,7 +519,7 @@ fn station_training_learns_empty_belts() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = ImageCache::open(&fixture(), &tmp.path().join("cache"), &all_ids(&full)).unwrap();
     // Two classes (Topwear, Shoes) and `none`: small enough to learn in seconds.
-    let two = |set: &[training::split::Entry]| -> Vec<training::split::Entry> {
+    let two = |set: &[training::data::split::Entry]| -> Vec<training::data::split::Entry> {
         set.iter().copied().filter(|e| e.1 < 2).collect()
     };
     let s = Split {
@@ -533,7 +533,7 @@ fn station_training_learns_empty_belts() {
     labels.push(tagger_core::classify::NONE.into());
     let layers = ["16:4/4v", "32v", "48/2v", "48"].map(|l| l.parse().unwrap());
     let arch = Arch::from_layers(layers.to_vec(), 0.0, labels.len());
-    let mut station = train::StationTraining::new(None);
+    let mut station = training::fit::StationTraining::new(None);
     station.empty_share = 1.0;
     station.cut_jitter = true;
     let mut cfg = TrainConfig {
@@ -546,11 +546,11 @@ fn station_training_learns_empty_belts() {
     // Batches: composited, deterministic, targets by kind.
     let other = full.train.iter().find(|e| e.1 >= 2).unwrap().0;
     let samples = [
-        train::Sample::Product(s.train[0].0, s.train[0].1),
-        train::Sample::Empty(3),
-        train::Sample::Other(other),
+        training::fit::Sample::Product(s.train[0].0, s.train[0].1),
+        training::fit::Sample::Empty(3),
+        training::fit::Sample::Other(other),
     ];
-    let b = train::make_batch(
+    let b = training::fit::make_batch(
         &cfg.recipe,
         &cfg.labels,
         &cfg.normalization,
@@ -574,7 +574,7 @@ fn station_training_learns_empty_belts() {
     );
     assert_eq!(
         b.input,
-        train::make_batch(
+        training::fit::make_batch(
             &cfg.recipe,
             &cfg.labels,
             &cfg.normalization,
@@ -588,7 +588,7 @@ fn station_training_learns_empty_belts() {
     );
     assert_ne!(
         b.input,
-        train::make_batch(
+        training::fit::make_batch(
             &cfg.recipe,
             &cfg.labels,
             &cfg.normalization,
@@ -620,14 +620,14 @@ fn station_training_learns_empty_belts() {
         .iter()
         .all(|e| e.val_mild.is_some() && e.val_empty_product.is_some()));
     let onnx = tmp.path().join("station.onnx");
-    let check = training::evaluate::export(&paths, "test", &s, &cache, &onnx).unwrap();
+    let check = training::eval::evaluate::export(&paths, "test", &s, &cache, &onnx).unwrap();
     assert!(check.max_abs_logit_diff_tract_vs_burn < 1e-4);
     let model = Model::from_path(&onnx, BackendKind::Tract, 1).unwrap();
     assert_eq!(model.info.labels, labels);
     // Temperature scaling folds 1/T into the head: logits divide by T exactly, predictions stay,
     // the metadata records it, and a calibrated model is not calibrated twice.
     {
-        use training::temperature as temp;
+        use training::onnx::temperature as temp;
         let bytes = std::fs::read(&onnx).unwrap();
         let scaled = temp::apply(&bytes, 0.5).unwrap();
         assert_eq!(temp::folded(&scaled), Some(0.5));
@@ -654,13 +654,8 @@ fn station_training_learns_empty_belts() {
             .sum::<f32>()
             / refs.len() as f32
     };
-    let empties = training::station_eval::level_inputs(
-        training::station::Level::Empty,
-        "val",
-        &[],
-        20,
-        &cache,
-    );
+    let empties =
+        training::eval::runner::level_inputs(training::scene::Level::Empty, "val", &[], 20, &cache);
     let products: Vec<Vec<u8>> = s
         .val
         .iter()
@@ -674,7 +669,7 @@ fn station_training_learns_empty_belts() {
     );
     // The scorer runs end to end on the exported model.
     let scores =
-        training::station_eval::score(&model, "val", &s.val, &[other], 10, &cache).unwrap();
+        training::eval::runner::score(&model, "val", &s.val, &[other], 10, &cache).unwrap();
     assert_eq!(scores.images, s.val.len());
     assert_eq!(scores.other_kinds, 1);
     assert!((0.0..=1.0).contains(&scores.mild));
@@ -710,13 +705,13 @@ fn station_run_starts_from_a_catalogue_run() {
             2,
         )
     };
-    cfg.recipe.station = Some(train::StationTraining::new(None));
+    cfg.recipe.station = Some(training::fit::StationTraining::new(None));
     cfg.recipe.init_from = Some(src.dir.display().to_string());
     cfg.recipe.seed = 5;
     let device = burn::prelude::Device::flex();
-    let (start, seconds) = train::start_from(&cfg, &src.dir, &device).unwrap();
+    let (start, seconds) = training::fit::start_from(&cfg, &src.dir, &device).unwrap();
     assert_eq!(seconds, done.train_seconds);
-    let old = train::load_module(&plain.arch, &src.best(), &device).unwrap();
+    let old = training::fit::load_module(&plain.arch, &src.best(), &device).unwrap();
     let x = burn::prelude::Tensor::<4>::from_data(
         burn::tensor::TensorData::new(
             cache
@@ -744,7 +739,7 @@ fn station_run_starts_from_a_catalogue_run() {
         ),
         ..cfg.clone()
     };
-    let err = train::start_from(&wider, &src.dir, &device).unwrap_err();
+    let err = training::fit::start_from(&wider, &src.dir, &device).unwrap_err();
     assert!(err.to_string().contains("--init-from"), "{err}");
     // The run itself: trains on from there and counts the source's time.
     let run = RunPaths::new(&tmp.path().join("station"));
@@ -771,9 +766,9 @@ fn extra_heads_train_export_and_quantize_with_named_outputs() {
     let s = split();
     let tmp = tempfile::tempdir().unwrap();
     let cache = ImageCache::open(&fixture(), &tmp.path().join("cache"), &all_ids(&s)).unwrap();
-    let attrs = training::heads::Attributes::load(&fixture()).unwrap();
+    let attrs = training::data::heads::Attributes::load(&fixture()).unwrap();
     let train_ids: Vec<u64> = s.train.iter().map(|e| e.0).collect();
-    let heads: Vec<training::heads::Head> = ["articleType", "colour", "gender", "usage"]
+    let heads: Vec<training::data::heads::Head> = ["articleType", "colour", "gender", "usage"]
         .iter()
         .map(|k| attrs.head(k, &train_ids, 2, 0.5).unwrap())
         .collect();
@@ -800,7 +795,7 @@ fn extra_heads_train_export_and_quantize_with_named_outputs() {
     let log = state.history.last().unwrap();
     assert!(log.val_heads.as_deref().unwrap().contains("articleType="));
     let onnx = tmp.path().join("multi.onnx");
-    let check = training::evaluate::export(&paths, "test", &s, &cache, &onnx).unwrap();
+    let check = training::eval::evaluate::export(&paths, "test", &s, &cache, &onnx).unwrap();
     assert!(check.max_abs_logit_diff_tract_vs_burn < 1e-4);
     let model = Model::from_path(&onnx, BackendKind::Tract, 1).unwrap();
     let names: Vec<&str> = model.info.heads.iter().map(|h| h.name.as_str()).collect();
@@ -819,7 +814,7 @@ fn extra_heads_train_export_and_quantize_with_named_outputs() {
     // Per-head figures through the runtime.
     let present: Vec<_> = s.test.clone();
     let frames: Vec<Vec<u8>> = imgs.iter().map(|i| i.to_vec()).collect();
-    let metrics = training::heads_eval::head_metrics(&model, &attrs, &present, &frames).unwrap();
+    let metrics = training::eval::heads::head_metrics(&model, &attrs, &present, &frames).unwrap();
     assert_eq!(metrics.len(), 4);
     assert!(metrics.iter().all(|m| m.n > 0 && m.accuracy <= 1.0));
     // int8 keeps the heads (the head Gemms stay float).

@@ -65,11 +65,11 @@ fn report_renders_from_cards_and_logs() {
     // Two runs of the architecture sweep: config + log each.
     let config = |dropout: f64| {
         let layers = ["32:4/4v", "64v"].map(|l| l.parse().unwrap()).to_vec();
-        training::train::TrainConfig {
+        training::fit::TrainConfig {
             name: "fast".into(),
             arch: training::model::Arch::from_layers(layers, dropout, 13),
             epochs: 2,
-            recipe: training::train::Recipe::plain(64, 0.004, 1e-4, 1),
+            recipe: training::fit::Recipe::plain(64, 0.004, 1e-4, 1),
             normalization: Default::default(),
             label_column: "subCategory".into(),
             labels: vec![],
@@ -91,7 +91,7 @@ fn report_renders_from_cards_and_logs() {
     let station_cfg = |seed: u64| {
         let mut c = config(0.3);
         c.recipe.seed = seed;
-        c.recipe.station = Some(training::train::StationTraining::new(None));
+        c.recipe.station = Some(training::fit::StationTraining::new(None));
         c
     };
     for (variant, seed, epochs) in [

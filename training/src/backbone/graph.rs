@@ -259,7 +259,7 @@ pub fn check_export(bytes: &[u8], frames: &[Vec<u8>], want: &[f32]) -> anyhow::R
         tagger_core::backend::BackendKind::Tract,
         1,
     )?;
-    let got = crate::station_eval::logits(&m, frames)?;
+    let got = crate::eval::runner::logits(&m, frames)?;
     anyhow::ensure!(
         got.len() == want.len(),
         "the exported model has other outputs"

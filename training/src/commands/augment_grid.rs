@@ -3,8 +3,8 @@
 use super::open_cache;
 use anyhow::Result;
 use std::path::PathBuf;
-use training::augment::Augment;
-use training::split::Split;
+use training::data::split::Split;
+use training::fit::augment::Augment;
 
 /// Write a PNG grid of training images next to augmented copies of them.
 #[derive(clap::Args)]
@@ -52,7 +52,7 @@ pub fn run(args: Args) -> Result<()> {
             picked.push(img);
         }
     }
-    let grid = training::augment::sample_grid(&picked, &Augment::default(), variants, seed);
+    let grid = training::fit::augment::sample_grid(&picked, &Augment::default(), variants, seed);
     let mut png = vec![];
     grid.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
     training::util::write_atomic(&out, &png)?;

@@ -3,7 +3,7 @@
 use super::open_cache;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use training::split::Split;
+use training::data::split::Split;
 
 /// Fit a temperature on val station frames (lowest NLL) and fold it into a float model's head
 /// (temperature.rs); the card gets a `temperature` section. Run after `export`, before
@@ -43,7 +43,7 @@ fn calibrate_cmd(
     cache_dir: &Path,
 ) -> Result<()> {
     use tagger_core::backend::BackendKind;
-    use training::temperature as temp;
+    use training::onnx::temperature as temp;
     let split = Split::load(split_file)?;
     let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
     if let Some(t) = temp::folded(&bytes) {
@@ -113,7 +113,7 @@ fn calibrate_cmd(
         anyhow::bail!("calibration changed a prediction; not written");
     }
     training::util::write_atomic(model, &calibrated)?;
-    let section = training::card::TemperatureSection {
+    let section = training::report::card::TemperatureSection {
         scaling,
         reproduce: format!(
             "cargo run --release -p training -- calibrate --data ../shared/data/fashion-product-images-small --split {} --model {} --empties {empties}",
@@ -122,7 +122,7 @@ fn calibrate_cmd(
         ),
     };
     // The card gets the section and describes the file that ships.
-    let updated = training::card::update(model, |c| {
+    let updated = training::report::card::update(model, |c| {
         c.temperature = Some(section);
         c.model.onnx_bytes = calibrated.len();
         c.model.onnx_sha256 = training::util::sha256_hex(&calibrated);

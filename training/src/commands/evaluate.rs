@@ -3,8 +3,8 @@
 use super::open_cache;
 use anyhow::Result;
 use std::path::PathBuf;
-use training::split::Split;
-use training::train::RunPaths;
+use training::data::split::Split;
+use training::fit::RunPaths;
 
 /// Score a run's best checkpoint on train/val/test: metrics.json, curves and confusion PNGs.
 #[derive(clap::Args)]
@@ -25,7 +25,7 @@ pub fn run(args: Args) -> Result<()> {
     } = input;
     let split = Split::load(&split)?;
     let cache = open_cache(&data, &cache_dir, &split)?;
-    let m = training::evaluate::evaluate(&RunPaths::new(&run), &split, &cache)?;
+    let m = training::eval::evaluate::evaluate(&RunPaths::new(&run), &split, &cache)?;
     eprintln!("{:<6} {:>9} {:>9}", "split", "accuracy", "macro-F1");
     for (name, x) in [("train", &m.train), ("val", &m.val), ("test", &m.test)] {
         eprintln!("{name:<6} {:>9.4} {:>9.4}", x.accuracy, x.macro_f1);

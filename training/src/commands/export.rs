@@ -3,10 +3,10 @@
 use super::open_cache;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use training::card::ModelCard;
+use training::data::split::Split;
+use training::fit::{RunPaths, TrainConfig};
 use training::model::Layer;
-use training::split::Split;
-use training::train::{RunPaths, TrainConfig};
+use training::report::card::ModelCard;
 
 /// Export a run's best checkpoint to ONNX (BN folded, metadata, checked against tract) and
 /// write its model card `<out>.json`; plots are copied to docs/img.
@@ -39,7 +39,7 @@ pub fn run(args: Args) -> Result<()> {
     let split = Split::load(&split_file)?;
     let cache = open_cache(&data, &cache_dir, &split)?;
     let paths = RunPaths::new(&run);
-    let metrics: training::metrics::SplitMetrics =
+    let metrics: training::eval::metrics::SplitMetrics =
         serde_json::from_slice(&std::fs::read(run.join("metrics.json")).with_context(|| {
             format!(
                 "{} has no metrics.json: run `training evaluate --run {}` first",
@@ -47,7 +47,7 @@ pub fn run(args: Args) -> Result<()> {
                 run.display()
             )
         })?)?;
-    let check = training::evaluate::export(&paths, &version, &split, &cache, &out)?;
+    let check = training::eval::evaluate::export(&paths, &version, &split, &cache, &out)?;
     eprintln!(
         "wrote {}: tract matches burn within {:.2e} on {} test images",
         out.display(),
@@ -56,7 +56,7 @@ pub fn run(args: Args) -> Result<()> {
     );
     let (cfg, _) = paths.read()?;
     let reproduce = reproduce_commands(&cfg, &split_file, &run, &out);
-    let card = training::evaluate::model_card(
+    let card = training::eval::evaluate::model_card(
         &paths,
         &version,
         &split,

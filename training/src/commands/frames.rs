@@ -3,7 +3,7 @@
 use super::open_cache;
 use anyhow::Result;
 use std::path::PathBuf;
-use training::split::Split;
+use training::data::split::Split;
 
 /// Render station frames from a split part as image files (deterministic per image): the
 /// benchmark's levels at the network's size, whole camera frames with the product in a ROI,
@@ -15,8 +15,8 @@ pub struct Args {
     /// Split part: val (for choices) or test (for reported figures). Never train.
     #[arg(long, value_parser = ["val", "test"], default_value = "val")]
     pub part: String,
-    #[arg(long, value_enum, default_value_t = training::station::Level::Mild)]
-    pub level: training::station::Level,
+    #[arg(long, value_enum, default_value_t = training::scene::Level::Mild)]
+    pub level: training::scene::Level,
     /// Folder to write `<id>.jpg` (or `.png`) files and `labels.csv` into.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -68,26 +68,26 @@ pub fn run(args: Args) -> Result<()> {
     let split = Split::load(&split)?;
     let cache = open_cache(&data, &cache_dir, &split)?;
     let entries = split.part(&part);
-    let opts = training::frames::FrameOptions {
+    let opts = training::scene::frames::FrameOptions {
         part: &part,
         level,
         limit,
         whole: whole
             .as_deref()
-            .map(training::frames::parse_size)
+            .map(training::scene::frames::parse_size)
             .transpose()?,
-        roi: training::frames::parse_roi(&roi)?,
+        roi: training::scene::frames::parse_roi(&roi)?,
         sequence,
         gap,
     };
     if let Some(path) = &room_grid {
-        let png = training::frames::room_grid(&cache, &split, entries, &part)?;
+        let png = training::scene::frames::room_grid(&cache, &split, entries, &part)?;
         training::util::write_atomic(path, &png)?;
         eprintln!("wrote {}", path.display());
         return Ok(());
     }
     if let Some(grid) = grid {
-        let png = training::frames::sample_grid(&cache, &split, entries, &part)?;
+        let png = training::scene::frames::sample_grid(&cache, &split, entries, &part)?;
         training::util::write_atomic(&grid, &png)?;
         eprintln!("wrote {}", grid.display());
         return Ok(());
@@ -97,7 +97,7 @@ pub fn run(args: Args) -> Result<()> {
             "pass --out DIR to write frames (or --grid FILE for a picture)"
         )));
     };
-    let written = training::frames::write(&cache, &split, entries, &opts, &out)?;
+    let written = training::scene::frames::write(&cache, &split, entries, &opts, &out)?;
     eprintln!(
         "wrote {written} frames and labels.csv to {} ({} {} frames of {})",
         out.display(),

@@ -5,9 +5,9 @@ use anyhow::Result;
 use std::path::PathBuf;
 use tagger_core::backend::BackendKind;
 use tagger_core::model::Model;
-use training::card::HeadsSection;
-use training::heads::Attributes;
-use training::split::Split;
+use training::data::heads::Attributes;
+use training::data::split::Split;
+use training::report::card::HeadsSection;
 
 /// Score a multi-head model's extra heads (and its int8 sibling's) on the test split's catalogue
 /// photos and mild and hard station frames: accuracy and macro-F1 per head into the model card,
@@ -48,7 +48,7 @@ pub fn run(args: Args) -> Result<()> {
         let m = Model::from_path(&path, BackendKind::Tract, 1)?;
         let started = std::time::Instant::now();
         let (scores, catalogue) =
-            training::heads_eval::score(&m, &attrs, &args.part, split.part(&args.part), &cache)?;
+            training::eval::heads::score(&m, &attrs, &args.part, split.part(&args.part), &cache)?;
         for s in &scores {
             eprintln!(
                 "{} {} {:<11} {:<9}: accuracy {:.4} macro-F1 {:.4} (n {})",
@@ -72,7 +72,7 @@ pub fn run(args: Args) -> Result<()> {
                 .find(|(_, h)| h.name == "articleType")
             {
                 let img = super::picture_path(&args.model, &m.info.name, "articletype-confusion")?;
-                training::plots::confusion(
+                training::report::plots::confusion(
                     &catalogue[i],
                     &format!("{}: article type, {} photos", m.info.name, args.part),
                     &img,
@@ -90,7 +90,7 @@ pub fn run(args: Args) -> Result<()> {
         args.model.display(),
         args.part
     );
-    match training::card::update(&args.model, |c| c.heads = Some(section))? {
+    match training::report::card::update(&args.model, |c| c.heads = Some(section))? {
         Some(card) => eprintln!("head figures written to {}", card.display()),
         None => eprintln!(
             "{} has no model card: figures not saved",

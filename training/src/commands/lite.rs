@@ -12,14 +12,14 @@ use training::backbone::features::Extractor;
 use training::backbone::graph;
 use training::backbone::trainable::LiteNet;
 use training::backbone::weights::{self, StateDict};
+use training::data::negatives::Negatives;
 use training::data::real_photos::{RealPhotos, RealSplit};
-use training::distill::{Distill, TeacherTargets};
+use training::data::split::Split;
 use training::eval::real::{score, Answer, RealScores};
+use training::fit::distill::{Distill, TeacherTargets};
 use training::fit::lite::*;
 use training::fit::probe::{present, real_inputs, real_target, Features, ProbeSummary, View};
-use training::negatives::Negatives;
-use training::split::Split;
-use training::train::{Recipe, Sample, StationTraining};
+use training::fit::{Recipe, Sample, StationTraining};
 
 /// Fine-tune the pretrained EfficientNet-Lite0 end to end (but its first `--freeze-blocks`
 /// blocks) on station frames, catalogue photos, empty frames, other kinds and optionally the
@@ -104,7 +104,7 @@ fn teacher(
     lite: &Lite,
     ids: &[u64],
     labels: &[String],
-    cache: &training::cache::ImageCache,
+    cache: &training::data::cache::ImageCache,
 ) -> Result<TeacherTargets> {
     let summary: ProbeSummary = serde_json::from_slice(
         &std::fs::read(path.with_extension("probe.json"))
@@ -243,7 +243,7 @@ pub fn run(args: Args) -> Result<()> {
         station.pair_classes = labels
             .iter()
             .enumerate()
-            .filter(|(_, l)| training::frames::PAIRED.contains(&l.as_str()))
+            .filter(|(_, l)| training::scene::frames::PAIRED.contains(&l.as_str()))
             .map(|(i, _)| i)
             .collect();
     }
@@ -318,7 +318,7 @@ pub fn run(args: Args) -> Result<()> {
         },
         teacher: teacher_targets,
     };
-    let paths = training::train::RunPaths::new(&args.run);
+    let paths = training::fit::RunPaths::new(&args.run);
     let (net, state) = fit(&cfg, &lite, &paths, &data, args.resume, validate)?;
 
     let (hw, hb) = net.head();
@@ -371,14 +371,14 @@ pub fn run(args: Args) -> Result<()> {
 fn card(
     args: &Args,
     split: &Split,
-    cache: &training::cache::ImageCache,
+    cache: &training::data::cache::ImageCache,
     net: &LiteNet,
     summary: &LiteSummary,
     bytes: &[u8],
     norm: &Normalization,
     device: &Device,
 ) -> Result<PathBuf> {
-    use training::card::{LiteNetwork, ModelCard, Network, SplitSummary, TrainingSummary};
+    use training::report::card::{LiteNetwork, ModelCard, Network, SplitSummary, TrainingSummary};
     let labels = &summary.config.labels;
     let score = |part: &str| {
         let (ids, truth) = present(split.part(part), cache);
@@ -388,9 +388,9 @@ fn card(
             .chunks(labels.len())
             .map(tagger_core::classify::argmax)
             .collect();
-        training::metrics::Metrics::compute(&pred, &truth, labels)
+        training::eval::metrics::Metrics::compute(&pred, &truth, labels)
     };
-    let metrics = training::metrics::SplitMetrics {
+    let metrics = training::eval::metrics::SplitMetrics {
         train: score("train"),
         val: score("val"),
         test: score("test"),
@@ -401,7 +401,7 @@ fn card(
     ips.sort_by(f64::total_cmp);
     let lite = Lite::from_state_dict(&StateDict::load(&weights::default_path())?)?;
     let (h, w) = c.resize.unwrap_or((HEIGHT as usize, WIDTH as usize));
-    let model = training::card::ExportedModel {
+    let model = training::report::card::ExportedModel {
         name: summary.name.clone(),
         version: "1".into(),
         onnx: args
@@ -430,11 +430,11 @@ fn card(
             train_seconds: s.train_seconds,
             images_per_s: ips.get(ips.len() / 2).copied().unwrap_or(0.0),
             skipped_corrupt_images: 0,
-            machine: training::evaluate::machine(),
+            machine: training::eval::evaluate::machine(),
         },
         split: SplitSummary::of(split, &args.input.split)?,
         metrics,
-        export_check: training::export::ExportCheck {
+        export_check: training::onnx::export::ExportCheck {
             images: 8,
             max_abs_logit_diff_tract_vs_burn: summary.export_check,
         },

@@ -3,9 +3,9 @@
 
 use anyhow::Result;
 use std::path::{Path, PathBuf};
-use training::cache::ImageCache;
-use training::negatives::Negatives;
-use training::split::Split;
+use training::data::cache::ImageCache;
+use training::data::negatives::Negatives;
+use training::data::split::Split;
 
 pub mod augment_grid;
 pub mod calibrate;

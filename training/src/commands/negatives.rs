@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 use std::path::PathBuf;
-use training::negatives::Negatives;
-use training::split::Split;
+use training::data::negatives::Negatives;
+use training::data::split::Split;
 
 /// Split the products of other kinds (every class the split leaves out) train/val/test, for
 /// station training (negatives) and for measuring how often they stay unreported.

@@ -6,13 +6,13 @@ use training::backbone::efficientnet::{Lite, FEATURES};
 use training::backbone::features::Extractor;
 use training::backbone::graph;
 use training::backbone::weights::{self, StateDict};
+use training::data::negatives::Negatives;
 use training::data::real_photos::{RealPhotos, RealSplit};
+use training::data::split::Split;
 use training::eval::real::score;
 use training::fit::linear::{fit, LinearFit, Rows};
 use training::fit::probe::*;
-use training::negatives::Negatives;
-use training::split::Split;
-use training::station::Level;
+use training::scene::Level;
 
 /// Train a head on the frozen pretrained EfficientNet-Lite0 (features of fixed views, cached in
 /// runs/features) and write backbone + head as one ONNX model with `tag`'s input and metadata,
@@ -85,7 +85,7 @@ pub fn run(args: Args) -> Result<()> {
         args.empties,
         || {
             (0..args.empties as u64)
-                .map(|i| training::station::level_frame(Level::Empty, "train", i, None).to_chw())
+                .map(|i| training::scene::level_frame(Level::Empty, "train", i, None).to_chw())
                 .collect()
         },
     )?;

@@ -3,8 +3,8 @@
 use super::open_cache;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use training::quantize::{Calibration, Int8Form};
-use training::split::Split;
+use training::data::split::Split;
+use training::onnx::quantize::{Calibration, Int8Form};
 
 /// Quantize an exported float model to int8 (QLinearConv), calibrated on training images,
 /// then score float and int8 side by side on val and test (into the model card).
@@ -84,7 +84,7 @@ fn quantize_cmd(
     let proto = tagger_core::tract_onnx::onnx()
         .proto_model_for_read(&mut std::io::Cursor::new(&bytes))
         .map_err(|e| anyhow::anyhow!("{}: not an ONNX model: {e}", model.display()))?;
-    let net = training::quantize::folded_from_onnx(&proto)
+    let net = training::onnx::quantize::folded_from_onnx(&proto)
         .with_context(|| format!("cannot quantize {}", model.display()))?;
     if calibration_images == 0 {
         return Err(training::error::usage(anyhow::anyhow!(
@@ -112,7 +112,7 @@ fn quantize_cmd(
     // the activation ranges cover dark and coloured surfaces, not only catalogue white.
     let station = info.labels.iter().any(|l| l == tagger_core::classify::NONE);
     let rendered: Vec<Vec<u8>> = if station {
-        use training::station::{self as st, mix, Product, Scene};
+        use training::scene::{self as st, mix, Product, Scene};
         let scene = Scene::training();
         catalogue
             .iter()
@@ -121,7 +121,7 @@ fn quantize_cmd(
             .map(|(i, img)| {
                 let seed = mix(seed ^ i as u64);
                 // One in ten is an empty belt: no product, so no mask to cut.
-                let mask = (i % 10 != 1).then(|| training::cutout::product_mask(img));
+                let mask = (i % 10 != 1).then(|| training::scene::cutout::product_mask(img));
                 let product = mask.as_ref().map(|mask| Product { chw: img, mask });
                 st::network_frame(product, &scene, mix(seed ^ 1), seed).to_chw()
             })
@@ -143,8 +143,8 @@ fn quantize_cmd(
     {
         tagger_core::preprocess::normalize_into(img, &info.normalization, o);
     }
-    let ranges = training::quantize::calibrate(&net, &info, &input, calib.len(), method)?;
-    let settings = training::quantize::QuantSettings::new(
+    let ranges = training::onnx::quantize::calibrate(&net, &info, &input, calib.len(), method)?;
+    let settings = training::onnx::quantize::QuantSettings::new(
         &info,
         form,
         method,
@@ -156,7 +156,7 @@ fn quantize_cmd(
             format!("training split, seed {seed}")
         },
     );
-    let q = training::quantize::int8_bytes(&net, &info, &ranges, &settings)?;
+    let q = training::onnx::quantize::int8_bytes(&net, &info, &ranges, &settings)?;
     // tract must load and run it before it is written.
     tagger_core::model::Model::from_bytes(
         &q,
@@ -172,10 +172,10 @@ fn quantize_cmd(
         q.len(),
         bytes.len()
     );
-    let cmp = training::compare::float_vs_int8(&bytes, &q, &split, &cache)?;
+    let cmp = training::eval::compare::float_vs_int8(&bytes, &q, &split, &cache)?;
     cmp.print();
     // The QLinear form is "the" int8 model; the QDQ form gets its own section.
-    let section = training::card::Int8Section {
+    let section = training::report::card::Int8Section {
         onnx: out
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
@@ -191,7 +191,7 @@ fn quantize_cmd(
             match form { Int8Form::Qlinear => "qlinear", Int8Form::Qdq => "qdq" }, seed
         ),
     };
-    let updated = training::card::update(model, |c| match form {
+    let updated = training::report::card::update(model, |c| match form {
         Int8Form::Qlinear => c.int8 = Some(section),
         Int8Form::Qdq => c.int8_qdq = Some(section),
     })?;

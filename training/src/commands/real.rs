@@ -4,10 +4,10 @@ use anyhow::Result;
 use std::path::{Path, PathBuf};
 use tagger_core::backend::BackendKind;
 use tagger_core::model::Model;
-use training::card::RealSection;
 use training::data::real_photos::{Photo, RealPhotos, RealSplit, GROUPS, OTHER_KIND};
 use training::eval::real::{answers, inputs, score, Answer};
-use training::plots::PageCell;
+use training::report::card::RealSection;
+use training::report::plots::PageCell;
 
 /// Score exported models (and their int8 siblings) on real photos, per group, into their model
 /// cards: real-val (for choices) and real-train. The sender split is made on first use and saved.
@@ -42,7 +42,7 @@ pub fn run(args: Args) -> Result<()> {
         );
         s
     };
-    let split_sha = training::split::Split::file_hash(&args.split)?;
+    let split_sha = training::data::split::Split::file_hash(&args.split)?;
     let parts: Vec<(&str, Vec<&Photo>)> = ["val", "train"]
         .into_iter()
         .map(|p| Ok((p, split.part(&real, p)?)))
@@ -95,7 +95,7 @@ pub fn run(args: Args) -> Result<()> {
                 } = Some(s);
             }
         }
-        match training::card::update(model, |c| c.real = Some(section))? {
+        match training::report::card::update(model, |c| c.real = Some(section))? {
             Some(card) => eprintln!("real-photo figures written to {}", card.display()),
             None => eprintln!("{} has no model card: figures not saved", model.display()),
         }
@@ -126,7 +126,7 @@ fn confusion_picture(
         Some(g) => g.1.contains(&cols[c]),
         None => cols[c] == "none",
     };
-    training::plots::confusion_table(
+    training::report::plots::confusion_table(
         &rows,
         &cols,
         &s.confusion,
@@ -155,7 +155,7 @@ fn answer_page(
         let step = (members.len() / PER_GROUP).max(1);
         for &i in members.iter().step_by(step).take(PER_GROUP) {
             let chw = prepared[i].as_ref().expect("filtered");
-            let small = training::station::chw_to_rgb(chw);
+            let small = training::scene::chw_to_rgb(chw);
             let picture = image::imageops::resize(
                 &small,
                 small.width() * 2,
@@ -185,7 +185,7 @@ fn answer_page(
             });
         }
     }
-    training::plots::answer_page(
+    training::report::plots::answer_page(
         &cells,
         PER_GROUP,
         "Real-val photos as the models see them (60x80, shown at 2x) and their answers",

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use std::path::PathBuf;
-use training::split::{Split, SplitOptions};
+use training::data::split::{Split, SplitOptions};
 
 /// Load the data, keep frequent classes and write a deterministic train/val/test split.
 #[derive(clap::Args)]

@@ -3,8 +3,8 @@
 use super::open_cache_with;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
-use training::negatives::Negatives;
-use training::split::Split;
+use training::data::negatives::Negatives;
+use training::data::split::Split;
 
 /// Score an exported model (and its int8 sibling) on station frames of val and test into
 /// its model card: catalogue, mirrored, mild, hard, tray, empty frames, other kinds.
@@ -48,12 +48,12 @@ fn station_cmd(
     cache_dir: &Path,
 ) -> Result<()> {
     use tagger_core::backend::BackendKind;
-    use training::station_eval::score;
+    use training::eval::runner::score;
     let split = Split::load(split_file)?;
     let neg = Negatives::load(negatives, split_file)?;
     let cache = open_cache_with(data, cache_dir, &split, Some(&neg))?;
     let int8_path = model.with_extension("int8.onnx");
-    let mut section = training::card::StationSection::default();
+    let mut section = training::report::card::StationSection::default();
     for (key, path) in [("float", model.to_path_buf()), ("int8", int8_path)] {
         if !path.is_file() {
             continue;
@@ -101,7 +101,7 @@ fn station_cmd(
             negatives.display(),
             model.display()
     ));
-    match training::card::update(model, |c| c.station = Some(section))? {
+    match training::report::card::update(model, |c| c.station = Some(section))? {
         Some(card) => eprintln!("station figures written to {}", card.display()),
         None => eprintln!("{} has no model card: figures not saved", model.display()),
     }

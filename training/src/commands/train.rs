@@ -4,11 +4,11 @@ use super::open_cache_with;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use tagger_core::preprocess::Normalization;
-use training::augment::Augment;
+use training::data::negatives::Negatives;
+use training::data::split::Split;
+use training::fit::augment::Augment;
+use training::fit::{Recipe, RunPaths, TrainConfig, TrainData};
 use training::model::{Arch, Layer};
-use training::negatives::Negatives;
-use training::split::Split;
-use training::train::{Recipe, RunPaths, TrainConfig, TrainData};
 
 /// Train one model on a split; checkpoints every epoch, `--resume` continues a killed run.
 #[derive(clap::Args)]
@@ -146,10 +146,10 @@ pub fn run(args: Args) -> Result<()> {
     let attributes = if heads.is_empty() {
         None
     } else {
-        Some(training::heads::Attributes::load(&data).map_err(training::error::data)?)
+        Some(training::data::heads::Attributes::load(&data).map_err(training::error::data)?)
     };
     let train_ids: Vec<u64> = split.train.iter().map(|e| e.0).collect();
-    let heads: Vec<training::heads::Head> = match &attributes {
+    let heads: Vec<training::data::heads::Head> = match &attributes {
         Some(a) => heads
             .iter()
             .map(|k| a.head(k, &train_ids, head_min_images, head_weight))
@@ -185,17 +185,17 @@ pub fn run(args: Args) -> Result<()> {
             weight_decay,
             seed,
             augment: augment.then(Augment::default),
-            station: station.then(|| training::train::StationTraining {
+            station: station.then(|| training::fit::StationTraining {
                 cut_jitter,
                 catalogue_share,
-                ..training::train::StationTraining::new(
+                ..training::fit::StationTraining::new(
                     negatives.as_ref().map(|(p, _)| p.display().to_string()),
                 )
             }),
             label_smoothing,
             warmup_epochs,
             ema,
-            distill: (!teacher.is_empty()).then(|| training::distill::Distill {
+            distill: (!teacher.is_empty()).then(|| training::fit::distill::Distill {
                 teachers: teacher.iter().map(|p| p.display().to_string()).collect(),
                 weight: distill_weight,
                 temperature: distill_temperature,
@@ -250,7 +250,7 @@ pub fn run(args: Args) -> Result<()> {
         negatives: &negative_ids,
         heads: &head_targets,
     };
-    let state = training::train::train(&cfg, &RunPaths::new(&out), data, resume, stop_after)
+    let state = training::fit::train::train(&cfg, &RunPaths::new(&out), data, resume, stop_after)
         .with_context(|| format!("training {name}"))?;
     let last = state.history.last();
     eprintln!(

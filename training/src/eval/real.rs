@@ -8,7 +8,7 @@
 //! station would report nothing (below its threshold, or `none`). Ambiguous photos are not scored.
 
 use crate::data::real_photos::{Photo, RealPhotos, AMBIGUOUS, GROUPS, OTHER_KIND};
-use crate::station_eval::{logits, reported};
+use crate::eval::runner::{logits, reported};
 use anyhow::Result;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};

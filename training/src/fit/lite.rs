@@ -1,5 +1,5 @@
 //! Fine-tuning the pretrained EfficientNet-Lite0 (backbone/trainable.rs) in burn on the station
-//! recipe's samples (train.rs `make_batch`: products on rendered belts and trays, the catalogue
+//! recipe's samples (fit/batch.rs `make_batch`: products on rendered belts and trays, the catalogue
 //! look, empty frames towards `none`, other kinds towards a flat output), optionally the
 //! real-train photos (mirrored at random), and optionally a teacher's soft targets (distill.rs).
 //!
@@ -9,10 +9,10 @@
 
 use crate::backbone::efficientnet::Lite;
 use crate::backbone::trainable::LiteNet;
-use crate::cache::ImageCache;
-use crate::distill::TeacherTargets;
-use crate::heads::HeadTargets;
-use crate::train::{load_weights, make_batch, save_module, scheduled_lr, Recipe, RunPaths, Sample};
+use crate::data::cache::ImageCache;
+use crate::data::heads::HeadTargets;
+use crate::fit::distill::TeacherTargets;
+use crate::fit::{load_weights, make_batch, save_module, scheduled_lr, Recipe, RunPaths, Sample};
 use crate::util::{progress, write_atomic, write_json};
 use anyhow::{bail, Context, Result};
 use burn::module::Module;
@@ -162,7 +162,7 @@ fn build(
         let img = &data.real.inputs[i];
         let mirrored;
         let img = if rng.random_bool(0.5) {
-            mirrored = crate::station::mirrored(img);
+            mirrored = crate::scene::mirrored(img);
             &mirrored
         } else {
             img

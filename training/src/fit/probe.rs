@@ -5,11 +5,11 @@
 
 use crate::backbone::efficientnet::{Lite, FEATURES};
 use crate::backbone::features::{cached, Extractor};
-use crate::cache::ImageCache;
+use crate::data::cache::ImageCache;
 use crate::data::real_photos::{Photo, RealPhotos, GROUPS, OTHER_KIND};
+use crate::data::split::Entry;
 use crate::fit::linear::Head;
-use crate::split::Entry;
-use crate::station::{self, Level};
+use crate::scene::{self, Level};
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 use std::path::Path;
@@ -61,12 +61,12 @@ impl View {
                 let img = cache.get(id).expect("ids are filtered to the cache");
                 let level = match self {
                     View::Catalogue => return img.to_vec(),
-                    View::Mirrored => return station::mirrored(img),
+                    View::Mirrored => return scene::mirrored(img),
                     View::Mild => Level::Mild,
                     View::Hard => Level::Hard,
                     View::Tray => Level::Tray,
                 };
-                crate::station_eval::product_frame(level, part, id, img)
+                crate::eval::runner::product_frame(level, part, id, img)
             })
             .collect()
     }

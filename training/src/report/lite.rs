@@ -3,8 +3,8 @@
 //! figures and real-val per epoch.
 
 use super::{pct, Inputs};
-use crate::card::ModelCard;
 use crate::fit::lite::{LiteEpoch, LiteSummary};
+use crate::report::card::ModelCard;
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -90,7 +90,7 @@ pub fn plot(inp: &Inputs, img: &Path) -> Result<()> {
         ));
         series.push((format!("{} val hard", s.name), per(|e| e.hard_val)));
     }
-    crate::plots::per_epoch(
+    crate::report::plots::per_epoch(
         "real-val balanced and station hard (val) per epoch",
         &series,
         &img.join(PICTURE),

@@ -2,7 +2,7 @@
 //! marker lines, so the front page quotes no figure by hand; CI re-renders it and diffs.
 
 use super::pct;
-use crate::card::ModelCard as Card;
+use crate::report::card::ModelCard as Card;
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -26,7 +26,7 @@ const ROLES: [(&str, &str); 7] = [
     ),
 ];
 
-/// Every model card in `models` ([`crate::card::is_card`]), in [`super::MODELS`] order, then by
+/// Every model card in `models` ([`crate::report::card::is_card`]), in [`super::MODELS`] order, then by
 /// name.
 pub fn shipped(models: &Path) -> Result<Vec<Card>> {
     let mut names = vec![];
@@ -34,7 +34,7 @@ pub fn shipped(models: &Path) -> Result<Vec<Card>> {
         std::fs::read_dir(models).with_context(|| format!("cannot read {}", models.display()))?
     {
         let path = e?.path();
-        if crate::card::is_card(&path)? {
+        if crate::report::card::is_card(&path)? {
             names.push(path);
         }
     }

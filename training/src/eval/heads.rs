@@ -2,11 +2,11 @@
 //! ships): accuracy and macro-F1 per head on catalogue photos and on station frames, over the
 //! photos whose styles.csv value the head knows (masked values are left out, as in training).
 
-use crate::cache::ImageCache;
-use crate::heads::{Attributes, Head};
-use crate::metrics::Metrics;
-use crate::split::Entry;
-use crate::station::Level;
+use crate::data::cache::ImageCache;
+use crate::data::heads::{Attributes, Head};
+use crate::data::split::Entry;
+use crate::eval::metrics::Metrics;
+use crate::scene::Level;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tagger_core::model::Model;
@@ -36,7 +36,7 @@ pub fn head_metrics(
             model.source
         );
     }
-    let out = crate::station_eval::outputs(model, frames)?;
+    let out = crate::eval::runner::outputs(model, frames)?;
     Ok(model
         .info
         .heads
@@ -85,11 +85,11 @@ pub fn score(
         ("catalogue", catalogue),
         (
             "mild",
-            crate::station_eval::level_inputs(Level::Mild, part, &present, 0, cache),
+            crate::eval::runner::level_inputs(Level::Mild, part, &present, 0, cache),
         ),
         (
             "hard",
-            crate::station_eval::level_inputs(Level::Hard, part, &present, 0, cache),
+            crate::eval::runner::level_inputs(Level::Hard, part, &present, 0, cache),
         ),
     ] {
         let metrics = head_metrics(model, attrs, &present, &frames)?;

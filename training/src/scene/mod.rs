@@ -1,7 +1,7 @@
 //! Station frames: catalogue products as a warehouse camera sees them.
 //!
-//! A frame is the product cut out of its white background ([`crate::cutout`]) and composited
-//! onto a procedural belt or tray ([`crate::backdrop`]) with a soft shadow, at a random
+//! A frame is the product cut out of its white background ([`crate::scene::cutout`]) and composited
+//! onto a procedural belt or tray ([`crate::scene::backdrop`]) with a soft shadow, at a random
 //! position, scale, rotation and orientation, then given the camera's faults: white balance,
 //! brightness and contrast, blur, sensor noise and JPEG compression. A [`Scene`] is the
 //! distribution a frame is drawn from; the named [`Level`]s are the benchmark's scenes and
@@ -11,12 +11,16 @@
 //! photos hold no more detail), or as whole 640x480 camera frames with the product inside the
 //! station's region of interest, for `tag watch`.
 
+pub mod backdrop;
+pub mod cutout;
+mod describe;
+pub mod frames;
 mod render;
 
 pub use render::{render, sample};
 
-use crate::backdrop::SurfaceKind;
-use crate::cutout::Mask;
+use crate::scene::backdrop::SurfaceKind;
+use crate::scene::cutout::Mask;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use tagger_core::preprocess::{HEIGHT, WIDTH};
@@ -62,11 +66,11 @@ fn is_zero(v: &f32) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Level {
-    /// A belt (grey, dark or coloured), product 80-100% of the catalogue size, up to 8%
-    /// off-centre, +-5 deg, either orientation, mild light change, JPEG 80-90.
+    /// A belt, the product near its catalogue size and framing, mild light change (the
+    /// settings: [`Level::scene`], in words: [`Scene::describe`]).
     Mild,
-    /// Any surface, product 55-90%, up to 15% off-centre, +-15 deg, stronger light change,
-    /// blur, noise, JPEG 55-80.
+    /// Any station surface, smaller products further off-centre, stronger light change, blur,
+    /// noise and heavier JPEG.
     Hard,
     /// A light tray instead of a belt, otherwise as `mild`.
     Tray,
@@ -346,7 +350,7 @@ pub fn chw_to_rgb(chw: &[u8]) -> RgbImage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cutout::product_mask;
+    use crate::scene::cutout::product_mask;
 
     fn product_image() -> Vec<u8> {
         let (w, h) = (WIDTH as usize, HEIGHT as usize);

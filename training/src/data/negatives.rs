@@ -6,8 +6,8 @@
 //! every existing model card still points at its split. Images byte-identical to one of the
 //! split's images are left out, so no photo is both a product and a negative.
 
-use crate::dataset;
-use crate::split::{assign, hash_images, Entry, Split};
+use crate::data::dataset;
+use crate::data::split::{assign, hash_images, Entry, Split};
 use crate::util::{sha256_hex, write_atomic};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};

@@ -1,8 +1,8 @@
 //! Float vs int8, side by side, on val and test, both run by tract exactly as `tag` runs them.
 
-use crate::cache::ImageCache;
-use crate::metrics::Metrics;
-use crate::split::{Entry, Split};
+use crate::data::cache::ImageCache;
+use crate::data::split::{Entry, Split};
+use crate::eval::metrics::Metrics;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tagger_core::backend::BackendKind;

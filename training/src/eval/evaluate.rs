@@ -1,16 +1,16 @@
 //! Scoring a trained run on train/val/test, exporting it to ONNX, and the model card
 //! (`models/<name>.json`) that gathers every number about it.
 
-use crate::cache::ImageCache;
-use crate::card::{ExportedModel, SplitSummary, TrainingSummary};
-use crate::export::ExportCheck;
-use crate::export::{float_model, fold};
-use crate::metrics::Metrics;
-use crate::metrics::SplitMetrics;
+use crate::data::cache::ImageCache;
+use crate::data::split::{Entry, Split};
+use crate::eval::metrics::Metrics;
+use crate::eval::metrics::SplitMetrics;
+use crate::fit::{load_module, predict, RunPaths, TrainConfig};
 use crate::model::Cnn;
 use crate::onnx;
-use crate::split::{Entry, Split};
-use crate::train::{load_module, predict, RunPaths, TrainConfig};
+use crate::onnx::export::ExportCheck;
+use crate::onnx::export::{float_model, fold};
+use crate::report::card::{ExportedModel, SplitSummary, TrainingSummary};
 use crate::util::{sha256_hex, write_atomic, write_json};
 use anyhow::{bail, Result};
 use burn::prelude::*;
@@ -62,16 +62,16 @@ pub fn evaluate(paths: &RunPaths, split: &Split, cache: &ImageCache) -> Result<S
     };
     write_json(&paths.dir.join("metrics.json"), &m)?;
     let h = &state.history;
-    let per_epoch = |f: fn(&crate::train::EpochLog) -> f64| h.iter().map(f).collect::<Vec<f64>>();
-    crate::plots::curves(
+    let per_epoch = |f: fn(&crate::fit::EpochLog) -> f64| h.iter().map(f).collect::<Vec<f64>>();
+    crate::report::plots::curves(
         &per_epoch(|e| e.epoch as f64),
         [
-            crate::plots::Panel {
+            crate::report::plots::Panel {
                 name: "cross-entropy loss",
                 train: per_epoch(|e| e.train_loss),
                 val: per_epoch(|e| e.val_loss),
             },
-            crate::plots::Panel {
+            crate::report::plots::Panel {
                 name: "accuracy",
                 train: per_epoch(|e| e.train_acc),
                 val: per_epoch(|e| e.val_acc),
@@ -80,7 +80,7 @@ pub fn evaluate(paths: &RunPaths, split: &Split, cache: &ImageCache) -> Result<S
         &format!("{}: training curves", cfg.name),
         &paths.dir.join("curves.png"),
     )?;
-    crate::plots::confusion(
+    crate::report::plots::confusion(
         &m.test,
         &format!("{}: test confusion matrix", cfg.name),
         &paths.dir.join("confusion_test.png"),
@@ -103,7 +103,7 @@ pub fn parity(
     let tract_outputs = runtime.outputs(&input, present.len())?;
     // burn's class logits and extra heads from one pass over the same images (one batch: the
     // export check uses a few dozen).
-    let (x, _, _) = crate::train::batch_tensors(cache, set, &cfg.normalization, &Device::flex());
+    let (x, _, _) = crate::fit::batch_tensors(cache, set, &cfg.normalization, &Device::flex());
     let (logits, aux) = model.forward_all(x);
     let burn_outputs = std::iter::once(logits)
         .chain(aux)
@@ -214,7 +214,7 @@ pub fn model_card(
         params: cfg.arch.params_folded(),
         flops_per_image: cfg.arch.flops(),
         receptive_field_px: cfg.arch.receptive_field(),
-        arch: crate::card::Network::Cnn(cfg.arch.clone()),
+        arch: crate::report::card::Network::Cnn(cfg.arch.clone()),
         training: TrainingSummary {
             epochs: state.epochs_done,
             best_epoch: state.best_epoch,

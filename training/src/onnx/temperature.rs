@@ -10,12 +10,12 @@
 //! It is folded into the head (weights and bias divided by T), so the runtime needs nothing new;
 //! the ONNX metadata records it as `temperature`.
 
-use crate::cache::ImageCache;
-use crate::export::float_model;
+use crate::data::cache::ImageCache;
+use crate::data::split::Entry;
+use crate::eval::runner::level_inputs;
 use crate::onnx;
-use crate::split::Entry;
-use crate::station::Level;
-use crate::station_eval::level_inputs;
+use crate::onnx::export::float_model;
+use crate::scene::Level;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
@@ -119,7 +119,7 @@ pub fn fitting_frames(
 }
 
 /// Logits of `frames` through the runtime (the station scorer's).
-pub use crate::station_eval::logits;
+pub use crate::eval::runner::logits;
 
 /// The float ONNX `bytes` with its head divided by `t`, recorded in the metadata. Refuses a model
 /// that is calibrated already or quantized (calibrate the float model, then quantize it).
@@ -138,7 +138,7 @@ pub fn apply(bytes: &[u8], t: f32) -> Result<Vec<u8>> {
         bail!("the model is calibrated already; re-export it to calibrate again");
     }
     let info = tagger_core::model::read_info(bytes)?;
-    let mut m = match crate::quantize::folded_from_onnx(&proto) {
+    let mut m = match crate::onnx::quantize::folded_from_onnx(&proto) {
         Ok(mut net) => {
             net.head_w.iter_mut().for_each(|w| *w /= t);
             net.head_b.iter_mut().for_each(|b| *b /= t);

@@ -2,14 +2,14 @@
 //! Sans font shipped in training/assets (no system fonts needed, so plots render the same on a
 //! bare CI machine).
 
-use crate::metrics::Metrics;
+use crate::eval::metrics::Metrics;
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use std::path::Path;
 use std::sync::Once;
 
-static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
 fn font() {

@@ -4,10 +4,10 @@
 //! it back atomically, so no command drops what another wrote, and fields this version does not
 //! know are kept as they are.
 
-use crate::compare::Comparison;
-use crate::quantize::QuantSettings;
-use crate::station_eval::StationScores;
-use crate::temperature::TemperatureScaling;
+use crate::eval::compare::Comparison;
+use crate::eval::runner::StationScores;
+use crate::onnx::quantize::QuantSettings;
+use crate::onnx::temperature::TemperatureScaling;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -57,8 +57,8 @@ pub struct ExportedModel {
     pub receptive_field_px: usize,
     pub training: TrainingSummary,
     pub split: SplitSummary,
-    pub metrics: crate::metrics::SplitMetrics,
-    pub export_check: crate::export::ExportCheck,
+    pub metrics: crate::eval::metrics::SplitMetrics,
+    pub export_check: crate::onnx::export::ExportCheck,
     /// Commands that reproduce this file, in order.
     pub reproduce: Vec<String>,
 }
@@ -117,7 +117,7 @@ pub struct TrainingSummary {
     pub epochs: usize,
     pub best_epoch: usize,
     #[serde(flatten)]
-    pub recipe: crate::train::Recipe,
+    pub recipe: crate::fit::Recipe,
     pub train_seconds: f64,
     /// Median over epochs of training images per second on the machine that trained it.
     pub images_per_s: f64,
@@ -138,10 +138,10 @@ pub struct SplitSummary {
 
 impl SplitSummary {
     /// The split loaded from `file`, as a card records it.
-    pub fn of(split: &crate::split::Split, file: &Path) -> Result<Self> {
+    pub fn of(split: &crate::data::split::Split, file: &Path) -> Result<Self> {
         Ok(Self {
             file: file.display().to_string(),
-            sha256: crate::split::Split::file_hash(file)?,
+            sha256: crate::data::split::Split::file_hash(file)?,
             seed: split.seed,
             train: split.train.len(),
             val: split.val.len(),
@@ -207,9 +207,9 @@ pub struct RealSection {
 /// (`training heads`), float and int8.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct HeadsSection {
-    pub float: Vec<crate::heads_eval::HeadScore>,
+    pub float: Vec<crate::eval::heads::HeadScore>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub int8: Vec<crate::heads_eval::HeadScore>,
+    pub int8: Vec<crate::eval::heads::HeadScore>,
     /// The article-type confusion matrix on the test photos (float), a picture.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub article_type_confusion: Option<String>,

@@ -3,7 +3,7 @@
 //! draw comes from the frame's seeded RNG, in a fixed order, so a frame is a function of its seed.
 
 use super::{Frame, Product, Rect, Scene};
-use crate::backdrop::Surface;
+use crate::scene::backdrop::Surface;
 use image::RgbImage;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -9,7 +9,7 @@
 //! (`tagger_core::model`, tract), from the exported ONNX files: the teachers are what ships, not
 //! checkpoints.
 
-use crate::cache::ImageCache;
+use crate::data::cache::ImageCache;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -116,7 +116,7 @@ pub fn teacher_targets(
             );
         }
         let images: Vec<&[u8]> = ids.iter().filter_map(|&id| cache.get(id)).collect();
-        let logits = crate::station_eval::logits(&model, &images)
+        let logits = crate::eval::runner::logits(&model, &images)
             .with_context(|| format!("teacher {path}: re-export it"))?;
         for (l, o) in logits.chunks(classes).zip(probs.chunks_mut(classes)) {
             for (o, p) in o.iter_mut().zip(softened(l, cfg.temperature)) {

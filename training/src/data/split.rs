@@ -4,7 +4,7 @@
 //!
 //! Written once to a JSON file that every model reuses; its SHA-256 goes into each model's JSON.
 
-use crate::dataset::{self, Item};
+use crate::data::dataset::{self, Item};
 use crate::util::{sha256_hex, write_atomic};
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;

@@ -9,10 +9,10 @@
 //! left below the threshold (or called `none`), next to the share of the split's own photos
 //! still tagged right above it.
 
-use crate::cache::ImageCache;
-use crate::cutout::product_mask;
-use crate::split::Entry;
-use crate::station::{self, Level, Product};
+use crate::data::cache::ImageCache;
+use crate::data::split::Entry;
+use crate::scene::cutout::product_mask;
+use crate::scene::{self, Level, Product};
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -98,7 +98,7 @@ pub fn level_inputs(
     if !level.has_product() {
         return (0..empties as u64)
             .into_par_iter()
-            .map(|i| station::level_frame(level, part, i, None).to_chw())
+            .map(|i| scene::level_frame(level, part, i, None).to_chw())
             .collect();
     }
     entries
@@ -116,7 +116,7 @@ pub fn product_frame(level: Level, part: &str, id: u64, img: &[u8]) -> Vec<u8> {
         chw: img,
         mask: &mask,
     };
-    station::level_frame(level, part, id, Some(p)).to_chw()
+    scene::level_frame(level, part, id, Some(p)).to_chw()
 }
 
 /// Scores `model` on `part` ("val" or "test"): `entries` of the split's classes (class index =
@@ -149,7 +149,7 @@ pub fn score(
         .filter(|(p, e)| p.1.as_deref() == Some(model.info.labels[e.1].as_str()))
         .count() as f64
         / present.len() as f64;
-    let mirrored: Vec<Vec<u8>> = catalogue.iter().map(|c| station::mirrored(c)).collect();
+    let mirrored: Vec<Vec<u8>> = catalogue.iter().map(|c| scene::mirrored(c)).collect();
     let mirrored = accuracy(&classify(model, &mirrored)?, &truth);
     let level_acc = |level: Level| -> Result<f64> {
         let frames = level_inputs(level, part, &present, 0, cache);

@@ -6,10 +6,10 @@
 //! replay of `tag watch` turns into one verdict per product. `labels.csv` names each file's
 //! truth (`none` for an empty belt).
 
-use crate::cache::ImageCache;
-use crate::cutout::product_mask;
-use crate::split::{Entry, Split};
-use crate::station::{self, mix, Level, Product, Rect};
+use crate::data::cache::ImageCache;
+use crate::data::split::{Entry, Split};
+use crate::scene::cutout::product_mask;
+use crate::scene::{self, mix, Level, Product, Rect};
 use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
 use image::RgbImage;
@@ -82,7 +82,7 @@ pub fn spread(entries: &[Entry], classes: usize, limit: usize) -> Vec<Entry> {
     out
 }
 
-fn save(dir: &Path, name: &str, frame: &station::Frame) -> Result<String> {
+fn save(dir: &Path, name: &str, frame: &scene::Frame) -> Result<String> {
     let file = format!(
         "{name}.{}",
         if frame.jpeg_quality.is_some() {
@@ -114,7 +114,7 @@ pub fn write(
             h: opts.roi[3] * h,
         }
     } else {
-        station::full_rect()
+        scene::full_rect()
     };
     let scene = opts.level.scene();
     let picked = spread(entries, split.labels.len(), opts.limit);
@@ -126,7 +126,7 @@ pub fn write(
         let gap = |k: u64, n: &mut usize, rows: &mut Vec<(String, String, String)>| {
             for f in 0..opts.gap {
                 let seed = opts.level.seed(opts.part, mix(!k ^ f as u64));
-                let frame = station::render(None, &scene, belt, seed, size, rect);
+                let frame = scene::render(None, &scene, belt, seed, size, rect);
                 *n += 1;
                 let file = save(out, &format!("frame-{:05}", *n), &frame)?;
                 rows.push((file, tagger_core::classify::NONE.to_string(), String::new()));
@@ -142,7 +142,7 @@ pub fn write(
             let seed = opts.level.seed(opts.part, id);
             for f in 0..per {
                 let step = (f as f32 - (per as f32 - 1.0) / 2.0) * 0.03 * rect.w;
-                let frame = station::render(
+                let frame = scene::render(
                     Some(Product {
                         chw: img,
                         mask: &mask,
@@ -165,7 +165,7 @@ pub fn write(
     } else if !opts.level.has_product() {
         for i in 0..opts.limit as u64 {
             let seed = opts.level.seed(opts.part, i);
-            let frame = station::render(None, &scene, mix(seed ^ 0x5eed), seed, size, rect);
+            let frame = scene::render(None, &scene, mix(seed ^ 0x5eed), seed, size, rect);
             let file = save(out, &format!("empty-{i:05}"), &frame)?;
             rows.push((file, tagger_core::classify::NONE.to_string(), String::new()));
             n += 1;
@@ -175,7 +175,7 @@ pub fn write(
             let Some(img) = cache.get(id) else { continue };
             let mask = product_mask(img);
             let seed = opts.level.seed(opts.part, id);
-            let frame = station::render(
+            let frame = scene::render(
                 Some(Product {
                     chw: img,
                     mask: &mask,
@@ -248,14 +248,14 @@ pub fn sample_grid(
             };
             [
                 img.to_vec(),
-                station::mirrored(img),
-                station::level_frame(Level::Mild, part, id, product()).to_chw(),
-                station::level_frame(Level::Hard, part, id, product()).to_chw(),
-                station::level_frame(Level::Tray, part, id, product()).to_chw(),
-                station::level_frame(Level::Empty, part, r as u64, None).to_chw(),
+                scene::mirrored(img),
+                scene::level_frame(Level::Mild, part, id, product()).to_chw(),
+                scene::level_frame(Level::Hard, part, id, product()).to_chw(),
+                scene::level_frame(Level::Tray, part, id, product()).to_chw(),
+                scene::level_frame(Level::Empty, part, r as u64, None).to_chw(),
             ]
             .iter()
-            .map(|chw| station::chw_to_rgb(chw))
+            .map(|chw| scene::chw_to_rgb(chw))
             .collect()
         })
         .collect();
@@ -282,15 +282,15 @@ pub fn room_grid(
             };
             let mask = product_mask(img);
             let paired = PAIRED.contains(&split.labels[class].as_str());
-            let scene = station::Scene::room(if paired { 0.7 } else { 0.0 });
+            let scene = scene::Scene::room(if paired { 0.7 } else { 0.0 });
             (0..5u64)
                 .map(|c| {
-                    let seed = station::mix(id ^ station::mix(c ^ part.len() as u64));
+                    let seed = scene::mix(id ^ scene::mix(c ^ part.len() as u64));
                     let product = Product {
                         chw: img,
                         mask: &mask,
                     };
-                    station::network_frame(Some(product), &scene, station::mix(seed), seed).image
+                    scene::network_frame(Some(product), &scene, scene::mix(seed), seed).image
                 })
                 .collect()
         })

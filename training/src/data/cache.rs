@@ -2,7 +2,7 @@
 //! the whole set), in one file keyed by the files' sizes and modification times and by the
 //! preprocessing version. Epochs then read bytes instead of decoding 35k JPEGs each time.
 
-use crate::dataset::image_path;
+use crate::data::dataset::image_path;
 use crate::util::{progress, sha256_hex, write_atomic, write_json};
 use anyhow::{Context, Result};
 use rayon::prelude::*;

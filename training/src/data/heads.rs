@@ -80,7 +80,7 @@ pub struct Attributes {
 impl Attributes {
     /// Reads `styles.csv` of the data directory.
     pub fn load(data: &Path) -> Result<Self> {
-        let path = data.join(crate::dataset::STYLES);
+        let path = data.join(crate::data::dataset::STYLES);
         let mut rdr = csv::ReaderBuilder::new()
             .flexible(true)
             .trim(csv::Trim::Headers)

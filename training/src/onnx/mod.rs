@@ -6,6 +6,10 @@
 //! QLinearConv graphs that no exporter produces. The network is a plain chain of a few op
 //! types, so building the graph directly is short and fully tested against tract and burn.
 
+pub mod export;
+pub mod quantize;
+pub mod temperature;
+
 use prost::Message;
 use tagger_core::metadata::ModelInfo;
 use tagger_core::tract_onnx::pb::{

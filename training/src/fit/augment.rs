@@ -99,7 +99,7 @@ impl Augment {
 }
 
 fn bilinear(p: &[u8], w: usize, h: usize, x: f32, y: f32) -> f32 {
-    crate::station::sample(p, w, h, x, y, PAD_VALUE as f32)
+    crate::scene::sample(p, w, h, x, y, PAD_VALUE as f32)
 }
 
 /// A PNG grid: each row is one training image, then `variants` augmented copies of it, at 2x.

@@ -16,8 +16,8 @@
 //! Why this is our own code rather than quantize-rs or onnxruntime's tools, and how each form
 //! runs on each backend: docs/quantization.md.
 
-use crate::export::{FoldedConv, FoldedNet};
 use crate::onnx;
+use crate::onnx::export::{FoldedConv, FoldedNet};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tagger_core::metadata::{ModelInfo, INPUT_NAME, OUTPUT_NAME};
@@ -171,7 +171,7 @@ pub fn folded_from_onnx(proto: &pb::ModelProto) -> Result<FoldedNet> {
             "Gemm" => {
                 let (wt, w) = init(&node.input[1])?;
                 let (_, b) = init(&node.input[2])?;
-                aux.push(crate::export::FoldedHead {
+                aux.push(crate::onnx::export::FoldedHead {
                     name: node.output.first().context("Gemm without output")?.clone(),
                     outputs: wt.dims[1] as usize,
                     w,
@@ -199,7 +199,7 @@ pub fn folded_from_onnx(proto: &pb::ModelProto) -> Result<FoldedNet> {
 
 /// The float graph with every ReLU output also exposed, for calibration.
 pub fn float_model_with_taps(net: &FoldedNet, info: &ModelInfo) -> pb::ModelProto {
-    let mut m = crate::export::float_model(net, info);
+    let mut m = crate::onnx::export::float_model(net, info);
     let graph = m.graph.as_mut().expect("graph");
     for i in 0..net.convs.len() {
         graph.output.push(pb::ValueInfoProto {
@@ -423,8 +423,8 @@ pub fn int8_model(
         &["features.map"],
         vec![],
     ));
-    crate::export::head(net, "features.map", &mut nodes, &mut inits);
-    let graph = crate::export::graph(format!("{}-int8", info.name), nodes, inits, net);
+    crate::onnx::export::head(net, "features.map", &mut nodes, &mut inits);
+    let graph = crate::onnx::export::graph(format!("{}-int8", info.name), nodes, inits, net);
     onnx::model(graph, info)
 }
 
