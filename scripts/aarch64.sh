@@ -9,7 +9,7 @@
 #     x86_64 build, with every confidence within AARCH64_TOLERANCE (default 0.002), for the
 #     built-in model and the int8 and station models;
 #   - `tag watch` replays a folder of frames;
-#   - the runtime's CLI tests (tests/tag_cli.rs; watch_cli.rs with AARCH64_WATCH_TESTS=1) run against the aarch64
+#   - the runtime's CLI tests (tests/tag_cli.rs; watch_cli.rs and watch_station.rs with AARCH64_WATCH_TESTS=1) run against the aarch64
 #     binary (TAG_BIN + TAG_RUNNER, tests/common/mod.rs).
 # Timings under emulation mean nothing: `tag bench` on the device is the figure that counts
 # (firmware-config/README.md). qemu's default `-cpu max` would pick SVE kernels no Pi or Jetson
@@ -128,9 +128,9 @@ for cpu in "${cpus[@]}"; do
 done
 
 # The runtime's CLI tests against the aarch64 binary (the test harness itself runs on x86_64).
-# AARCH64_WATCH_TESTS=1 adds tests/watch_cli.rs (about 3 minutes under emulation: a soak run).
+# AARCH64_WATCH_TESTS=1 adds tests/watch_cli.rs and tests/watch_station.rs (about 3 minutes under emulation: a soak run).
 tests=(--test tag_cli)
-[[ -n ${AARCH64_WATCH_TESTS:-} ]] && tests+=(--test watch_cli)
+[[ -n ${AARCH64_WATCH_TESTS:-} ]] && tests+=(--test watch_cli --test watch_station)
 echo "CLI tests (${tests[*]}) with TAG_BIN=$arm TAG_RUNNER='qemu-aarch64 -cpu cortex-a76'"
 TAG_BIN="$(realpath "$arm")" TAG_RUNNER="qemu-aarch64 -cpu cortex-a76" \
     cargo test --release --quiet -p fashion-tagger "${tests[@]}" || failed=1

@@ -92,14 +92,6 @@ fn run_watch(cfg: &Path, more: &[&str]) -> Output {
         .expect("tag runs")
 }
 
-fn summary(o: &Output) -> Value {
-    stderr(o)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["event"] == "summary")
-        .unwrap_or_else(|| panic!("no summary:\n{}", stderr(o)))
-}
-
 /// The verdict records `tag watch` wrote on stdout.
 fn produced(o: &Output) -> Vec<Value> {
     jsonl(o)

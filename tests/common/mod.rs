@@ -56,3 +56,27 @@ pub fn jsonl(o: &Output) -> Vec<serde_json::Value> {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// The JSON lines `tag` wrote on stderr (events, `--stats-json` summary).
+pub fn stderr_json(o: &Output) -> Vec<serde_json::Value> {
+    stderr(o)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .collect()
+}
+
+/// The `--stats-json` summary line of a `tag watch` run.
+pub fn summary(o: &Output) -> serde_json::Value {
+    stderr_json(o)
+        .into_iter()
+        .find(|v| v["event"] == "summary")
+        .unwrap_or_else(|| panic!("no summary line in stderr:\n{}", stderr(o)))
+}
+
+/// The `label` of each record.
+pub fn labels(records: &[serde_json::Value]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| r["label"].as_str().unwrap().to_string())
+        .collect()
+}
