@@ -205,6 +205,14 @@ impl Publisher {
         Monitor(self.shared.clone())
     }
 
+    /// Verdicts from now on name `id`'s model (a model swapped in while running; the retained
+    /// status keeps the model the station started with).
+    pub fn set_model(&mut self, id: &crate::watch::reload::ModelId) {
+        self.origin.model = id.name.clone();
+        self.origin.model_version = id.version.clone();
+        self.origin.model_sha256 = id.sha256.clone();
+    }
+
     /// Queues one verdict durably; `fields` (timestamp, label, confidence, ...) gain the id,
     /// station and model. A full disk is reported and counted, and the station goes on.
     pub fn verdict(&self, fields: Value) {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 pub struct Inference<'a> {
-    model: &'a Model,
+    model: Model,
     cfg: &'a StationConfig,
     debouncer: Debouncer,
     pub stats: Stats,
@@ -28,7 +28,7 @@ pub struct Inference<'a> {
 }
 
 impl<'a> Inference<'a> {
-    pub fn new(model: &'a Model, cfg: &'a StationConfig) -> Self {
+    pub fn new(model: Model, cfg: &'a StationConfig) -> Self {
         Self {
             model,
             cfg,
@@ -37,6 +37,11 @@ impl<'a> Inference<'a> {
             input: vec![0f32; preprocess::IMAGE_LEN],
             shape_checked: false,
         }
+    }
+
+    /// Runs `model` from the next frame on (a model swapped in while the station runs).
+    pub fn swap(&mut self, model: Model) {
+        self.model = model;
     }
 
     /// One frame, start to record; `dropped` is the capture's count so far. A corrupt frame is
@@ -48,7 +53,7 @@ impl<'a> Inference<'a> {
         outs: &mut Outputs,
         out: &mut dyn Write,
     ) -> Result<()> {
-        let (cfg, model) = (self.cfg, self.model);
+        let (cfg, model) = (self.cfg, &self.model);
         let (seq, captured) = (frame.seq, frame.captured);
         let image = match frame.pixels() {
             Ok(i) => i,

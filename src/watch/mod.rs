@@ -15,6 +15,7 @@ mod inference;
 pub mod live;
 pub mod mailbox;
 pub mod overlay;
+pub mod reload;
 mod setup;
 pub mod source;
 pub mod stats;
@@ -59,6 +60,8 @@ pub struct WatchOptions<'a> {
     pub stop: Arc<AtomicBool>,
     /// The model as verdict messages name it (`[mqtt]`).
     pub origin: crate::publish::Origin,
+    /// Models to swap in while running ([`reload::spawn`]); None: the model stays.
+    pub reload: Option<std::sync::mpsc::Receiver<reload::Loaded>>,
 }
 
 /// An annotated frame as JPEG: what snapshots, the page's thumbnails and `/stream.mjpg` send.
@@ -69,10 +72,10 @@ fn jpeg(frame: &RgbImage, quality: u8) -> image::ImageResult<Vec<u8>> {
 }
 
 /// Runs until the source ends, `max_frames` frames were captured, or `stop` is set.
-pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Summary> {
+pub fn run(model: Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Summary> {
     let cfg = opts.config;
     let src = source::open(opts.source, &cfg.source, opts.stop.clone())?;
-    let mut outs = setup::Outputs::start(model, opts, cfg)?;
+    let mut outs = setup::Outputs::start(&model, opts, cfg)?;
     let mailbox = Arc::new(Mailbox::<capture::Frame>::default());
     let capture = capture::spawn(
         src,
@@ -89,6 +92,20 @@ pub fn run(model: &Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Su
         let stats = &mut inference.stats;
         if stats.interval_s() >= interval.as_secs_f64() {
             stats_line(stats, mailbox.dropped(), cfg.output.stats_json, "stats");
+        }
+        if let Some(l) = opts.reload.as_ref().and_then(|r| r.try_recv().ok()) {
+            let id = outs.board.model_swapped(&l.model, l.sha256);
+            if let Some(p) = outs.publisher.as_mut() {
+                p.set_model(&id);
+            }
+            eprintln!(
+                "tag watch: model swapped in: {} v{} ({}) from {}",
+                id.name,
+                id.version,
+                &id.sha256[..12],
+                l.model.source
+            );
+            inference.swap(l.model);
         }
         match mailbox.take(Duration::from_millis(100)) {
             Take::Item(frame) => inference.frame(frame, mailbox.dropped(), &mut outs, out)?,

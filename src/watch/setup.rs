@@ -35,16 +35,19 @@ impl Outputs {
             )?),
             None => None,
         };
-        let board = Arc::new(Board::new(format!(
-            "{} model · {} · ROI x {} y {} w {} h {} · threshold {}",
-            model.info.name,
-            source,
-            cfg.roi.x,
-            cfg.roi.y,
-            cfg.roi.width,
-            cfg.roi.height,
-            cfg.verdict.threshold
-        )));
+        let board = Arc::new(Board::new(
+            format!(
+                "{} model · {} · ROI x {} y {} w {} h {} · threshold {}",
+                model.info.name,
+                source,
+                cfg.roi.x,
+                cfg.roi.y,
+                cfg.roi.width,
+                cfg.roi.height,
+                cfg.verdict.threshold
+            ),
+            super::reload::ModelId::new(model, opts.origin.model_sha256.clone()),
+        ));
         // Weak: the board holds the publisher's monitor, and the outbox must close when the
         // station ends.
         let counters = Arc::downgrade(&board);

@@ -51,14 +51,14 @@ pub fn load_model(args: &ModelArgs) -> anyhow::Result<Model> {
 }
 
 /// A flag that Ctrl-C and SIGTERM set (the one handler for the process); if it cannot be
-/// installed, `who` warns what is lost.
+/// installed, `who` warns what is lost. SIGHUP is left to `tag watch`, which reloads its model.
 pub fn stop_on_signals(who: &str, lost: &str) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = stop.clone();
-    if let Err(e) =
-        ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::Relaxed))
-    {
-        eprintln!("{who}: warning: cannot catch Ctrl-C/SIGTERM ({e}); {lost}");
+    for sig in [SIGINT, SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("{who}: warning: cannot catch Ctrl-C/SIGTERM ({e}); {lost}");
+        }
     }
     stop
 }

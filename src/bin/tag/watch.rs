@@ -2,6 +2,8 @@
 
 use crate::shared::{load_model, stop_on_signals, ModelArgs};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use tagger::error::Error;
 use tagger::watch::config::{StationConfig, WatchFormat};
 
@@ -148,14 +150,30 @@ pub fn run(args: WatchArgs) -> Result<(), Error> {
         model_version: model.info.version.clone(),
         model_sha256: model_sha256(cfg.model.path.as_deref()).map_err(Error::Model)?,
     };
+    // A model file is swapped in when it changes or on SIGHUP; the built-in model stays.
+    let reload = cfg.model.path.clone().map(|path| {
+        let hup = Arc::new(AtomicBool::new(false));
+        if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()) {
+            eprintln!("tag watch: warning: cannot catch SIGHUP ({e}); the model reloads when its file changes");
+        }
+        tagger::watch::reload::spawn(
+            path,
+            cfg.model.backend,
+            cfg.model.threads,
+            origin.model_sha256.clone(),
+            hup,
+            stop.clone(),
+        )
+    });
     let opts = tagger::watch::WatchOptions {
         config: &cfg,
         source: &source,
         max_frames: args.max_frames,
         stop,
         origin,
+        reload,
     };
-    let s = tagger::watch::run(&model, &opts, &mut out).map_err(Error::Station)?;
+    let s = tagger::watch::run(model, &opts, &mut out).map_err(Error::Station)?;
     if cfg.output.stats_json {
         let mut v = serde_json::to_value(&s).expect("summary serialises");
         v["event"] = "summary".into();
@@ -181,14 +199,9 @@ pub fn run(args: WatchArgs) -> Result<(), Error> {
 /// The SHA-256 of the model file (or of the built-in model), so a warehouse knows which exact
 /// model tagged a product.
 fn model_sha256(path: Option<&std::path::Path>) -> anyhow::Result<String> {
-    use sha2::Digest;
-    let digest = match path {
-        Some(p) => {
-            let bytes = std::fs::read(p)
-                .map_err(|e| anyhow::anyhow!("cannot read model {}: {e}", p.display()))?;
-            sha2::Sha256::digest(bytes)
-        }
-        None => sha2::Sha256::digest(tagger::builtin::MODEL_BYTES),
-    };
-    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(tagger::watch::reload::sha256(&match path {
+        Some(p) => std::fs::read(p)
+            .map_err(|e| anyhow::anyhow!("cannot read model {}: {e}", p.display()))?,
+        None => tagger::builtin::MODEL_BYTES.to_vec(),
+    }))
 }

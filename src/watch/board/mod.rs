@@ -2,6 +2,9 @@
 //! updated by the inference loop and read by the server threads. One short lock per frame; a
 //! reader copies what it needs and renders outside the lock, so a slow client never holds it.
 
+mod metrics;
+
+use super::reload::ModelId;
 use super::stats::WINDOW;
 use crate::measure::percentile;
 use serde::Serialize;
@@ -57,6 +60,7 @@ pub struct Status {
     /// Verdicts to the broker, when `[mqtt]` is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<crate::publish::PublishStatus>,
+    pub model: ModelId,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -91,11 +95,13 @@ struct State {
 pub struct Board {
     state: Mutex<State>,
     publisher: OnceLock<crate::publish::Monitor>,
+    model: Mutex<ModelId>,
 }
 
 impl Board {
-    /// A board for a station described by `station` (model, source, ROI: shown on the page).
-    pub fn new(station: String) -> Self {
+    /// A board for a station described by `station` (model, source, ROI: shown on the page)
+    /// running `model`.
+    pub fn new(station: String, model: ModelId) -> Self {
         Self {
             state: Mutex::new(State {
                 started: Some(Instant::now()),
@@ -103,7 +109,18 @@ impl Board {
                 ..State::default()
             }),
             publisher: OnceLock::new(),
+            model: Mutex::new(model),
         }
+    }
+
+    /// `model` (file hash `sha256`) runs from now on; what the page and `/metrics` now name.
+    pub fn model_swapped(&self, model: &crate::model::Model, sha256: String) -> ModelId {
+        let mut id = self.model.lock().unwrap_or_else(|e| e.into_inner());
+        *id = ModelId {
+            swaps: id.swaps + 1,
+            ..ModelId::new(model, sha256)
+        };
+        id.clone()
     }
 
     /// Publishing to a broker runs: its counters join `/metrics` and `/status`.
@@ -214,6 +231,7 @@ impl Board {
                 per_label: s.per_label.clone(),
                 recent,
                 mqtt: None,
+                model: self.model.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             };
             (status, s.window.clone())
         });
@@ -266,131 +284,6 @@ impl Board {
     pub fn verdicts(&self) -> Vec<Verdict> {
         self.with(|s| s.recent.iter().cloned().collect())
     }
-
-    /// Prometheus text exposition format 0.0.4.
-    pub fn metrics(&self) -> String {
-        let (frames, dropped, corrupt, per_label, buckets, sum, up, reconnects) = self.with(|s| {
-            (
-                s.frames,
-                s.dropped,
-                s.corrupt,
-                s.per_label.clone(),
-                s.buckets,
-                s.latency_sum_ms,
-                s.source_failed.is_none(),
-                s.reconnects,
-            )
-        });
-        let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, lines: Vec<String>| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-            for l in lines {
-                out.push_str(&l);
-                out.push('\n');
-            }
-        };
-        metric(
-            "tag_frames_total",
-            "counter",
-            "Frames classified.",
-            vec![format!("tag_frames_total {frames}")],
-        );
-        metric(
-            "tag_frames_dropped_total",
-            "counter",
-            "Frames dropped because inference was busy with an earlier one.",
-            vec![format!("tag_frames_dropped_total {dropped}")],
-        );
-        metric(
-            "tag_frames_corrupt_total",
-            "counter",
-            "Frames skipped as undecodable.",
-            vec![format!("tag_frames_corrupt_total {corrupt}")],
-        );
-        metric(
-            "tag_verdicts_total",
-            "counter",
-            "Products reported, by label.",
-            per_label
-                .iter()
-                .map(|(l, n)| format!("tag_verdicts_total{{label=\"{}\"}} {n}", escape(l)))
-                .collect(),
-        );
-        let mut cumulative = 0;
-        let mut lines: Vec<String> = LATENCY_BUCKETS_MS
-            .iter()
-            .zip(&buckets)
-            .map(|(le, n)| {
-                cumulative += n;
-                format!("tag_latency_ms_bucket{{le=\"{le}\"}} {cumulative}")
-            })
-            .collect();
-        lines.push(format!("tag_latency_ms_bucket{{le=\"+Inf\"}} {frames}"));
-        lines.push(format!("tag_latency_ms_sum {sum}"));
-        lines.push(format!("tag_latency_ms_count {frames}"));
-        metric(
-            "tag_latency_ms",
-            "histogram",
-            "Capture to verdict per frame, in milliseconds.",
-            lines,
-        );
-        metric(
-            "tag_source_up",
-            "gauge",
-            "1 while the frame source is usable, 0 once it failed for good.",
-            vec![format!("tag_source_up {}", up as u8)],
-        );
-        metric(
-            "tag_source_reconnects_total",
-            "counter",
-            "Times the camera or stream was reopened after it was lost.",
-            vec![format!("tag_source_reconnects_total {reconnects}")],
-        );
-        if let Some(p) = self.publisher.get().map(|m| m.status()) {
-            for (name, kind, help, value) in [
-                (
-                    "tag_mqtt_published_total",
-                    "counter",
-                    "Verdicts the broker acknowledged.",
-                    p.published as f64,
-                ),
-                (
-                    "tag_mqtt_queued",
-                    "gauge",
-                    "Verdicts in the outbox, not yet acknowledged.",
-                    p.queued as f64,
-                ),
-                (
-                    "tag_mqtt_oldest_queued_seconds",
-                    "gauge",
-                    "Age of the oldest verdict in the outbox.",
-                    p.oldest_queued_s,
-                ),
-                (
-                    "tag_mqtt_dropped_total",
-                    "counter",
-                    "Verdicts dropped as oldest from a full outbox.",
-                    p.dropped as f64,
-                ),
-                (
-                    "tag_mqtt_connected",
-                    "gauge",
-                    "1 while connected to the broker.",
-                    p.connected as u8 as f64,
-                ),
-            ] {
-                metric(name, kind, help, vec![format!("{name} {value}")]);
-            }
-        }
-        out
-    }
-}
-
-/// A label value as the exposition format wants it (backslash, quote and newline escaped).
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
