@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 /// Latencies kept for percentiles: bounded so a week-long run uses the same memory as a minute.
-/// The live page (board.rs) uses the same window, so its p50/p99 match the stats line.
+/// The live page (watch/board) uses the same window, so its p50/p99 match the stats line.
 pub const WINDOW: usize = 1000;
 
 pub struct Stats {
