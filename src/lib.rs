@@ -7,6 +7,8 @@
 //! - [`bench`]: `tag bench`; [`measure`]: percentiles and memory, for it and the station.
 //! - [`error`]: what went wrong, by kind (the `tag` binary maps kinds to exit codes).
 //! - [`publish`]: verdicts to an MQTT broker through a durable outbox.
+//! - [`collect`]: frames worth a person's look, kept by a station; [`review`]: labelling them
+//!   in a browser.
 //! - [`watch`]: camera stations (`tag watch`), with their TOML settings (`watch::config`) and
 //!   the verdict drawn onto frames (`watch::overlay`).
 
@@ -14,11 +16,13 @@ pub use tagger_core::{backend, classify, fsio, limits, machine, metadata, model,
 
 pub mod bench;
 pub mod builtin;
+pub mod collect;
 pub mod error;
 pub mod inputs;
 pub mod measure;
 pub mod output;
 pub mod publish;
+pub mod review;
 pub mod tagging;
 pub mod watch;
 

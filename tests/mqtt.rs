@@ -421,3 +421,66 @@ fn tls_with_a_ca_made_here_works_and_an_unknown_ca_is_named() {
     let received = sub.verdicts(all);
     assert_eq!(seqs(&received), (1..=all as u64).collect::<Vec<_>>());
 }
+
+#[test]
+#[ignore = "needs mosquitto: cargo test --test mqtt -- --ignored"]
+fn a_model_swapped_in_is_named_by_the_retained_status_and_the_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _broker = Broker::start(dir.path(), port, "allow_anonymous true");
+    let sub = Subscriber::start(port, "warehouse", &[]);
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let model = dir.path().join("station.onnx");
+    std::fs::copy(models.join("robust.onnx"), &model).unwrap();
+    let sha = |p: &Path| tagger::watch::reload::sha256(&std::fs::read(p).unwrap());
+    let (before, after) = (sha(&model), sha(&models.join("multihead.onnx")));
+    let cfg = config(dir.path(), &format!("mqtt://127.0.0.1:{port}"), "");
+    let mut station = tag_command()
+        .args(watch_args(&cfg))
+        .args([
+            "--repeat",
+            "--fps",
+            "20",
+            "--model",
+            model.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let online = |sha: &str| {
+        let last = sub
+            .on("status")
+            .into_iter()
+            .rev()
+            .find(|v| v["state"] == "online");
+        last.is_some_and(|v| v["model_sha256"] == sha)
+    };
+    until("online, naming the first model", || online(&before));
+    let tmp = dir.path().join("station.onnx.new");
+    std::fs::copy(models.join("multihead.onnx"), &tmp).unwrap();
+    std::fs::rename(&tmp, &model).unwrap();
+    until("online, naming the new model", || online(&after));
+    // Verdicts from the swap on carry the new model; a newcomer sees the new status retained.
+    let new_verdict = || {
+        sub.on("verdicts")
+            .iter()
+            .any(|v| v["model"]["sha256"] == after.as_str())
+    };
+    until("a verdict from the new model", new_verdict);
+    let late = Subscriber::start(port, "late", &[]);
+    until("a retained status", || !late.on("status").is_empty());
+    assert_eq!(late.on("status")[0]["model_sha256"], after.as_str());
+    stop(&station);
+    until("tag watch stops", || station.try_wait().unwrap().is_some());
+    assert_eq!(station.wait().unwrap().code(), Some(0));
+}
+
+/// Waits up to 15 s for `ok`.
+fn until(what: &str, mut ok: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !ok() {
+        assert!(t.elapsed() < Duration::from_secs(15), "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -28,8 +28,6 @@ pub struct Settings {
     pub reconnect_max: Duration,
     pub drain: Duration,
     pub metrics_interval: Option<Duration>,
-    pub online: Vec<u8>,
-    pub offline: Vec<u8>,
 }
 
 enum End {
@@ -140,7 +138,7 @@ fn session(shared: &Shared, s: &Settings, client: &Client, conn: &mut rumqttc::C
             let owing = owed.outstanding() > 0 || !shared.outbox.is_empty().unwrap_or(true);
             if !connected || !owing || Instant::now() >= deadline {
                 if connected {
-                    goodbye(s, client, conn, &mut owed);
+                    goodbye(shared, s, client, conn, &mut owed);
                 }
                 commit(shared, &mut owed.acked);
                 return End::Stopped;
@@ -150,6 +148,22 @@ fn session(shared: &Shared, s: &Settings, client: &Client, conn: &mut rumqttc::C
         tokens = (tokens + now.duration_since(last_tick).as_secs_f64() * s.max_rate)
             .min(s.max_rate.max(1.0));
         last_tick = now;
+        if connected && shared.status_changed.swap(false, Ordering::Relaxed) {
+            let online = shared
+                .status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .online
+                .clone();
+            if client
+                .try_publish(&s.topics.status, QoS::AtLeastOnce, true, online)
+                .is_ok()
+            {
+                owed.handed.push_back(None);
+            } else {
+                shared.status_changed.store(true, Ordering::Relaxed);
+            }
+        }
         if connected {
             let room = WINDOW
                 .saturating_sub(owed.outstanding())
@@ -192,12 +206,7 @@ fn session(shared: &Shared, s: &Settings, client: &Client, conn: &mut rumqttc::C
                 *shared.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 let queued = shared.outbox.len().unwrap_or(0);
                 eprintln!("tag watch: mqtt: connected to {broker}; {queued} verdicts queued");
-                if client
-                    .try_publish(&s.topics.status, QoS::AtLeastOnce, true, s.online.clone())
-                    .is_ok()
-                {
-                    owed.handed.push_back(None);
-                }
+                shared.status_changed.store(true, Ordering::Relaxed);
             }
             Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => owed.published(pkid, s.qos),
             Ok(Ok(Event::Incoming(Packet::PubAck(a)))) => owed.acknowledged(a.pkid),
@@ -235,9 +244,21 @@ fn commit(shared: &Shared, acked: &mut Vec<u64>) {
 /// A clean stop: `offline` on the status topic (acknowledged, so it is retained before the
 /// connection closes), then DISCONNECT, which tells the broker not to send the last will.
 /// Acknowledgements of verdicts still in flight are kept in `acked`.
-fn goodbye(s: &Settings, client: &Client, conn: &mut rumqttc::Connection, owed: &mut Owed) {
+fn goodbye(
+    shared: &Shared,
+    s: &Settings,
+    client: &Client,
+    conn: &mut rumqttc::Connection,
+    owed: &mut Owed,
+) {
+    let offline = shared
+        .status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .offline
+        .clone();
     if client
-        .try_publish(&s.topics.status, QoS::AtLeastOnce, true, s.offline.clone())
+        .try_publish(&s.topics.status, QoS::AtLeastOnce, true, offline)
         .is_err()
     {
         return;

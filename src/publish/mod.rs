@@ -49,6 +49,33 @@ struct Shared {
     last_error: Mutex<Option<String>>,
     /// The body of a `metrics` message (the station's counters).
     metrics: Box<dyn Fn() -> Value + Send + Sync>,
+    /// The retained `status` messages; they name the model running now.
+    status: Mutex<StatusMessages>,
+    /// Set when the model changed: the link publishes the new `online` status.
+    status_changed: AtomicBool,
+}
+
+/// The `online` and `offline` bodies of the retained status topic.
+struct StatusMessages {
+    online: Vec<u8>,
+    offline: Vec<u8>,
+}
+
+impl StatusMessages {
+    fn new(station: &str, origin: &Origin) -> Self {
+        Self {
+            online: status_message(station, origin, "online"),
+            offline: status_message(station, origin, "offline"),
+        }
+    }
+}
+
+fn status_message(station: &str, origin: &Origin, state: &str) -> Vec<u8> {
+    json!({"state": state, "station": station, "model": origin.model,
+           "model_version": origin.model_version, "model_sha256": origin.model_sha256,
+           "tag_version": env!("CARGO_PKG_VERSION"), "timestamp": timestamp()})
+    .to_string()
+    .into_bytes()
 }
 
 /// Publishing as `/metrics`, `/status` and the `metrics` topic show it.
@@ -142,13 +169,6 @@ impl Publisher {
             status: format!("{}/{station}/status", cfg.prefix),
             metrics: format!("{}/{station}/metrics", cfg.prefix),
         };
-        let status_message = |state: &str| {
-            json!({"state": state, "station": station, "model": origin.model,
-                   "model_version": origin.model_version, "model_sha256": origin.model_sha256,
-                   "tag_version": env!("CARGO_PKG_VERSION"), "timestamp": timestamp()})
-            .to_string()
-            .into_bytes()
-        };
         let qos = match cfg.qos {
             0 => QoS::AtMostOnce,
             1 => QoS::AtLeastOnce,
@@ -161,7 +181,7 @@ impl Publisher {
                 cfg.keep_alive_s,
                 tls,
                 &topics.status,
-                status_message("offline"),
+                status_message(&station, &origin, "offline"),
             ),
             qos,
             max_rate: cfg.max_rate as f64,
@@ -169,8 +189,6 @@ impl Publisher {
             drain: Duration::from_secs_f32(cfg.drain_s),
             metrics_interval: (cfg.metrics_interval_s > 0.0)
                 .then(|| Duration::from_secs_f32(cfg.metrics_interval_s)),
-            online: status_message("online"),
-            offline: status_message("offline"),
             topics,
         };
         eprintln!(
@@ -187,6 +205,8 @@ impl Publisher {
             published: AtomicU64::new(0),
             last_error: Mutex::new(None),
             metrics,
+            status: Mutex::new(StatusMessages::new(&station, &origin)),
+            status_changed: AtomicBool::new(false),
         });
         let link_shared = shared.clone();
         let thread = std::thread::Builder::new()
@@ -205,12 +225,16 @@ impl Publisher {
         Monitor(self.shared.clone())
     }
 
-    /// Verdicts from now on name `id`'s model (a model swapped in while running; the retained
-    /// status keeps the model the station started with).
+    /// Verdicts from now on name `id`'s model (a model swapped in while running), and so does
+    /// the retained status, published again (the last will, set at connection, keeps the model
+    /// of that moment until the next reconnection).
     pub fn set_model(&mut self, id: &crate::watch::reload::ModelId) {
         self.origin.model = id.name.clone();
         self.origin.model_version = id.version.clone();
         self.origin.model_sha256 = id.sha256.clone();
+        *self.shared.status.lock().unwrap_or_else(|e| e.into_inner()) =
+            StatusMessages::new(&self.station, &self.origin);
+        self.shared.status_changed.store(true, Ordering::Relaxed);
     }
 
     /// Queues one verdict durably; `fields` (timestamp, label, confidence, ...) gain the id,

@@ -34,6 +34,9 @@ pub struct StationConfig {
     /// Verdicts to an MQTT broker through a durable outbox (`crate::publish`).
     #[serde(default)]
     pub mqtt: crate::publish::config::MqttSection,
+    /// Frames kept for a person's review (`crate::collect`).
+    #[serde(default)]
+    pub collect: crate::collect::CollectSection,
 }
 
 /// The station's read-only HTTP endpoints (`/metrics`, `/healthz`, `/verdicts`); off when `addr`
@@ -46,9 +49,18 @@ pub struct HttpSection {
     /// Required of every request (`?token=` or `Authorization: Bearer`); mandatory for a
     /// non-loopback address.
     pub token: Option<String>,
+    /// Serve `/review` (labelling the collection, the one route that writes) without a token
+    /// on 127.0.0.1; with a token it is served anyway while collecting.
+    #[serde(default)]
+    pub review: bool,
 }
 
 impl HttpSection {
+    /// Whether `/review` may be served: behind a token, or asked for explicitly.
+    pub fn reviewable(&self) -> bool {
+        self.review || self.token.as_deref().is_some_and(|t| !t.is_empty())
+    }
+
     /// Where to listen, `None` when off. A bare port means 127.0.0.1: nothing is exposed to the
     /// network unless an address is given, and then only with a token.
     pub fn bind(&self) -> Result<Option<std::net::SocketAddr>> {
@@ -251,6 +263,8 @@ pub struct Overrides {
     pub http_token: Option<String>,
     pub mqtt: Option<String>,
     pub outbox: Option<PathBuf>,
+    pub collect: Option<PathBuf>,
+    pub review: bool,
 }
 
 impl StationConfig {
@@ -286,6 +300,8 @@ impl StationConfig {
         self.http.token = o.http_token.or(self.http.token.take());
         self.mqtt.url = o.mqtt.or(self.mqtt.url.take());
         self.mqtt.outbox = o.outbox.unwrap_or(self.mqtt.outbox.clone());
+        self.collect.dir = o.collect.or(self.collect.dir.take());
+        self.http.review |= o.review;
     }
 
     /// Reads and validates a config file; errors name the file, the key and the fix.
@@ -329,6 +345,12 @@ impl StationConfig {
         self.roi.validate().map_err(anyhow::Error::msg)?;
         self.http.bind()?;
         self.mqtt.validate()?;
+        self.collect.validate()?;
+        if self.http.review && self.collect.dir.is_none() {
+            bail!(
+                "http.review (--review) labels a collection: give collect.dir (--collect DIR) too"
+            );
+        }
         let v = &self.verdict;
         if !(v.threshold.is_finite() && (0.0..=1.0).contains(&v.threshold)) {
             bail!(

@@ -1,7 +1,9 @@
 //! `tag watch --http ADDR`: the station's read-only endpoints: `/` (a self-contained live page,
 //! page.html), `/stream.mjpg` (annotated frames, live.rs), `/status` (what the page polls),
 //! `/metrics` (Prometheus text), `/healthz` (200 while frames arrive, 503 otherwise),
-//! `/verdicts` (recent verdicts, JSON) and `/verdicts/N.jpg` (thumbnails of the listed ones).
+//! `/verdicts` (recent verdicts, JSON) and `/verdicts/N.jpg` (thumbnails of the listed ones);
+//! with a collection under review, also `/review` (`crate::review`), the one route that writes.
+//! `tag review` serves `/review` alone with the same server.
 //!
 //! tiny_http: a small synchronous server (four small dependencies, no async runtime), which fits
 //! a Pi better than a tokio stack for a handful of scrapes a minute. Every answer is rendered
@@ -31,6 +33,14 @@ const WORKERS: usize = 2;
 /// How often the server connects to itself to unstick a queued connection (see the module doc).
 const NUDGE: Duration = Duration::from_millis(500);
 
+/// What a server answers: a station's board and live view, a collection under review, or both.
+#[derive(Clone, Default)]
+pub struct Routes {
+    pub board: Option<Arc<Board>>,
+    pub live: Option<Arc<Live>>,
+    pub review: Option<Arc<crate::review::Review>>,
+}
+
 /// The running server; dropping it stops the threads.
 pub struct HttpServer {
     pub addr: SocketAddr,
@@ -40,12 +50,7 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Listens on `addr` (port 0: any free port, see [`HttpServer::addr`]).
-    pub fn start(
-        addr: SocketAddr,
-        token: Option<String>,
-        board: Arc<Board>,
-        live: Arc<Live>,
-    ) -> Result<Self> {
+    pub fn start(addr: SocketAddr, token: Option<String>, routes: Routes) -> Result<Self> {
         let server = Arc::new(
             Server::http(addr).map_err(|e| anyhow!("cannot listen on http://{addr}/: {e}"))?,
         );
@@ -57,18 +62,13 @@ impl HttpServer {
         let token = Arc::new(token.filter(|t| !t.is_empty()));
         let mut threads: Vec<JoinHandle<()>> = (0..WORKERS)
             .map(|_| {
-                let (server, stop, board, token, live) = (
-                    server.clone(),
-                    stop.clone(),
-                    board.clone(),
-                    token.clone(),
-                    live.clone(),
-                );
+                let (server, stop, token, routes) =
+                    (server.clone(), stop.clone(), token.clone(), routes.clone());
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         if let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(100)) {
                             // A client gone mid-answer is its own business.
-                            let _ = answer(req, &board, &live, token.as_deref());
+                            let _ = answer(req, &routes, token.as_deref());
                         }
                     }
                 })
@@ -135,12 +135,7 @@ fn same(a: &str, b: &str) -> bool {
 /// The live page: one file, no external assets (works on a network without internet).
 const PAGE: &str = include_str!("page.html");
 
-fn answer(
-    req: Request,
-    board: &Board,
-    live: &Arc<Live>,
-    token: Option<&str>,
-) -> std::io::Result<()> {
+fn answer(mut req: Request, routes: &Routes, token: Option<&str>) -> std::io::Result<()> {
     let text = |code: u16, body: String, kind: &str| {
         Response::from_string(body)
             .with_status_code(code)
@@ -148,7 +143,11 @@ fn answer(
             .with_header(header("Cache-Control", "no-store"))
     };
     let plain = "text/plain; charset=utf-8";
-    if !matches!(req.method(), Method::Get | Method::Head) {
+    let path = req.url().split('?').next().unwrap_or("").to_string();
+    let reviewing = routes.review.is_some() && path.starts_with("/review");
+    let allowed = matches!(req.method(), Method::Get | Method::Head)
+        || (reviewing && *req.method() == Method::Post);
+    if !allowed {
         return req.respond(text(405, "read-only: GET or HEAD\n".into(), plain));
     }
     if let Some(want) = token {
@@ -160,7 +159,47 @@ fn answer(
             ));
         }
     }
-    let path = req.url().split('?').next().unwrap_or("").to_string();
+    if let Some(review) = routes.review.as_ref().filter(|_| reviewing) {
+        let mut body = Vec::new();
+        if *req.method() == Method::Post {
+            use std::io::Read;
+            let limit = crate::review::MAX_BODY as u64;
+            req.as_reader().take(limit + 1).read_to_end(&mut body)?;
+            if body.len() as u64 > limit {
+                return req.respond(text(413, "request body too large\n".into(), plain));
+            }
+        }
+        let method = req.method().as_str().to_string();
+        if let Some(r) = review.answer(&method, &path, &body) {
+            return req.respond(
+                Response::from_data(r.body)
+                    .with_status_code(r.code)
+                    .with_header(header("Content-Type", r.content_type))
+                    .with_header(header("Cache-Control", "no-store")),
+            );
+        }
+    }
+    let (Some(board), Some(live)) = (&routes.board, &routes.live) else {
+        // `tag review`: the review page is all there is.
+        let query = req
+            .url()
+            .find('?')
+            .map_or("", |i| &req.url()[i..])
+            .to_string();
+        return req.respond(match path.as_str() {
+            "/" => Response::from_string("")
+                .with_status_code(302)
+                .with_header(header("Location", &format!("/review{query}"))),
+            _ => text(404, "not found: this server serves /review\n".into(), plain),
+        });
+    };
+    if path.starts_with("/review") {
+        return req.respond(text(
+            404,
+            "no review here: start tag watch with --collect DIR and --review (or a token)\n".into(),
+            plain,
+        ));
+    }
     let response = match path.as_str() {
         "/" => text(200, PAGE.to_string(), "text/html; charset=utf-8"),
         "/status" => text(

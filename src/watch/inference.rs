@@ -18,8 +18,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+/// Best classes kept with a frame collected for review (a reviewer sees the top 3).
+const TOP_K: usize = 5;
+
 pub struct Inference<'a> {
     model: Model,
+    /// The running model's file hash, in every JSON-lines record.
+    sha256: String,
     cfg: &'a StationConfig,
     debouncer: Debouncer,
     pub stats: Stats,
@@ -28,9 +33,10 @@ pub struct Inference<'a> {
 }
 
 impl<'a> Inference<'a> {
-    pub fn new(model: Model, cfg: &'a StationConfig) -> Self {
+    pub fn new(model: Model, sha256: String, cfg: &'a StationConfig) -> Self {
         Self {
             model,
+            sha256,
             cfg,
             debouncer: Debouncer::new(cfg.verdict.debounce),
             stats: Stats::default(),
@@ -40,8 +46,9 @@ impl<'a> Inference<'a> {
     }
 
     /// Runs `model` from the next frame on (a model swapped in while the station runs).
-    pub fn swap(&mut self, model: Model) {
+    pub fn swap(&mut self, model: Model, sha256: String) {
         self.model = model;
+        self.sha256 = sha256;
     }
 
     /// One frame, start to record; `dropped` is the capture's count so far. A corrupt frame is
@@ -72,13 +79,26 @@ impl<'a> Inference<'a> {
                 eprintln!("tag watch: warning: {w}");
             }
         }
-        let chw = preprocess::to_chw_u8(&preprocess::fit(&image.roi(&roi)));
+        let crop = image.roi(&roi);
+        let chw = preprocess::to_chw_u8(&preprocess::fit(&crop));
         preprocess::normalize_into(&chw, &model.info.normalization, &mut self.input);
         let outputs = model.outputs(&self.input, 1)?;
-        let v = classify::verdict(&outputs[0], &model.info.labels, 1, cfg.verdict.threshold);
+        let v = classify::verdict(
+            &outputs[0],
+            &model.info.labels,
+            TOP_K,
+            cfg.verdict.threshold,
+        );
         let rows: Vec<&[f32]> = outputs[1..].iter().map(Vec::as_slice).collect();
         let tags = classify::tags(&v, &rows, &model.info.heads, 1, classify::HEAD_THRESHOLD);
         let tags_text = classify::tags_text(&tags);
+        if let Some(c) = outs.collector.as_mut() {
+            if let Some(reason) = c.judge(&v.label, &v.top[0].label, v.confidence) {
+                let record = collected(seq, reason, &v, &tags, model, &self.sha256, &roi, &image);
+                c.keep(record, crop.to_rgb8(), image.to_rgb8());
+            }
+        }
+        drop(crop);
         let latency_ms = captured.elapsed().as_secs_f64() * 1e3;
         self.stats.record(latency_ms);
         outs.board.frame(latency_ms, dropped, self.stats.corrupt);
@@ -152,7 +172,9 @@ impl<'a> Inference<'a> {
             let event = if report { "verdict" } else { "frame" };
             let line = match cfg.output.format {
                 WatchFormat::Jsonl => {
-                    jsonl(event, seq, &v, &tags, latency_ms, snap.as_deref(), model)
+                    let mut rec = jsonl(event, seq, &v, &tags, latency_ms, snap.as_deref(), model);
+                    rec["model_sha256"] = json!(self.sha256);
+                    rec.to_string()
                 }
                 WatchFormat::Human => format!(
                     "{}  frame {:>7}  {:<7}  {:<12} {:5.1}%  {:6.2} ms{}",
@@ -187,7 +209,7 @@ fn jsonl(
     latency_ms: f64,
     snapshot: Option<&str>,
     model: &Model,
-) -> String {
+) -> serde_json::Value {
     let mut rec = json!({
         "event": event,
         "timestamp": timestamp(),
@@ -202,7 +224,48 @@ fn jsonl(
     if !model.info.heads.is_empty() {
         rec["tags"] = tags_json(tags);
     }
-    rec.to_string()
+    rec
+}
+
+/// The record of a frame kept for review.
+#[allow(clippy::too_many_arguments)]
+fn collected(
+    seq: u64,
+    reason: crate::collect::policy::Reason,
+    v: &Verdict,
+    tags: &[Tag],
+    model: &Model,
+    sha256: &str,
+    roi: &crate::preprocess::Roi,
+    image: &super::capture::Pixels,
+) -> crate::collect::store::Record {
+    use crate::collect::store::{item_id, Guess, ModelRef, Record};
+    let time = timestamp();
+    let (w, h) = image.dimensions();
+    Record {
+        id: item_id(&time, seq),
+        time,
+        frame: seq,
+        reason,
+        model: ModelRef {
+            name: model.info.name.clone(),
+            version: model.info.version.clone(),
+            sha256: sha256.to_string(),
+        },
+        label: v.label.clone(),
+        confidence: v.confidence,
+        top: v
+            .top
+            .iter()
+            .map(|s| Guess {
+                label: s.label.clone(),
+                score: s.score,
+            })
+            .collect(),
+        tags: (!model.info.heads.is_empty()).then(|| tags_json(tags)),
+        roi: [roi.x, roi.y, roi.width, roi.height],
+        frame_size: [w, h],
+    }
 }
 
 /// Every head's tag: `{"articleType": {"label": ..., "confidence": ...}, ...}`.

@@ -50,6 +50,9 @@ pub struct Summary {
     /// Publishing at the end of the run, when `[mqtt]` is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<crate::publish::PublishStatus>,
+    /// Frames kept for review, when `[collect]` is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collect: Option<crate::collect::CollectSummary>,
 }
 
 /// Everything `run` needs besides the model.
@@ -65,7 +68,7 @@ pub struct WatchOptions<'a> {
 }
 
 /// An annotated frame as JPEG: what snapshots, the page's thumbnails and `/stream.mjpg` send.
-fn jpeg(frame: &RgbImage, quality: u8) -> image::ImageResult<Vec<u8>> {
+pub(crate) fn jpeg(frame: &RgbImage, quality: u8) -> image::ImageResult<Vec<u8>> {
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality).encode_image(frame)?;
     Ok(out)
@@ -87,16 +90,19 @@ pub fn run(model: Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Sum
 
     let start = Instant::now();
     let interval = Duration::from_secs_f32(cfg.output.stats_interval_s);
-    let mut inference = inference::Inference::new(model, cfg);
+    let mut inference = inference::Inference::new(model, opts.origin.model_sha256.clone(), cfg);
     while !opts.stop.load(Ordering::Relaxed) {
         let stats = &mut inference.stats;
         if stats.interval_s() >= interval.as_secs_f64() {
             stats_line(stats, mailbox.dropped(), cfg.output.stats_json, "stats");
         }
         if let Some(l) = opts.reload.as_ref().and_then(|r| r.try_recv().ok()) {
-            let id = outs.board.model_swapped(&l.model, l.sha256);
+            let id = outs.board.model_swapped(&l.model, l.sha256.clone());
             if let Some(p) = outs.publisher.as_mut() {
                 p.set_model(&id);
+            }
+            if let Some(c) = &outs.collector {
+                c.model_swapped(&setup::manifest(&l.model, &l.sha256));
             }
             eprintln!(
                 "tag watch: model swapped in: {} v{} ({}) from {}",
@@ -105,7 +111,7 @@ pub fn run(model: Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Sum
                 &id.sha256[..12],
                 l.model.source
             );
-            inference.swap(l.model);
+            inference.swap(l.model, l.sha256);
         }
         match mailbox.take(Duration::from_millis(100)) {
             Take::Item(frame) => inference.frame(frame, mailbox.dropped(), &mut outs, out)?,
@@ -114,6 +120,7 @@ pub fn run(model: Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Sum
         }
     }
 
+    let collected = outs.collector.as_ref().map(|c| c.stats.clone());
     let mqtt = outs.close();
     // A camera read can block for seconds; do not hold the exit hostage to it.
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -141,6 +148,7 @@ pub fn run(model: Model, opts: &WatchOptions, out: &mut dyn Write) -> Result<Sum
         rss_mb: stats::rss_mb(),
         source_error,
         mqtt,
+        collect: collected.map(|c| c.summary()),
     })
 }
 

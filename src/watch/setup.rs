@@ -1,5 +1,6 @@
 //! What a station starts before its first frame: the framebuffer, the board the endpoints read,
-//! the live view and the HTTP server, the snapshot folder, and the MQTT publisher.
+//! the live view and the HTTP server, the snapshot folder, the MQTT publisher and the collection
+//! of frames for review.
 
 use super::board::Board;
 use super::config::StationConfig;
@@ -23,6 +24,20 @@ pub struct Outputs {
     pub publisher: Option<Publisher>,
     /// JPEG quality of snapshots and of the live stream.
     pub quality: u8,
+    /// Frames kept for review (`[collect]`).
+    pub collector: Option<crate::collect::Collector>,
+}
+
+/// What a collection's reviewer picks from: `model`'s classes.
+pub fn manifest(model: &Model, sha256: &str) -> crate::collect::store::Manifest {
+    crate::collect::store::Manifest {
+        classes: model.info.labels.clone(),
+        model: crate::collect::store::ModelRef {
+            name: model.info.name.clone(),
+            version: model.info.version.clone(),
+            sha256: sha256.to_string(),
+        },
+    }
 }
 
 impl Outputs {
@@ -59,19 +74,31 @@ impl Outputs {
         if let Some(p) = &publisher {
             board.publishing(p.monitor());
         }
+        let collector = crate::collect::Collector::start(
+            &cfg.collect,
+            &manifest(model, &opts.origin.model_sha256),
+        )?;
+        if let Some(c) = &collector {
+            board.collecting(c.stats.clone());
+        }
         let quality = cfg.overlay.jpeg_quality.unwrap_or(85);
         let view = Arc::new(live::Live::new(quality));
+        let review = match (&cfg.collect.dir, cfg.http.reviewable()) {
+            (Some(dir), true) => Some(Arc::new(crate::review::Review::open(dir.clone())?)),
+            _ => None,
+        };
         let (http, encoder) = match cfg.http.bind()? {
             Some(addr) => {
-                let server = http::HttpServer::start(
-                    addr,
-                    cfg.http.token.clone(),
-                    board.clone(),
-                    view.clone(),
-                )?;
+                let routes = http::Routes {
+                    board: Some(board.clone()),
+                    live: Some(view.clone()),
+                    review: review.clone(),
+                };
+                let server = http::HttpServer::start(addr, cfg.http.token.clone(), routes)?;
                 eprintln!(
-                    "tag watch: serving the live page on http://{}/ (also /stream.mjpg, /metrics, /healthz, /verdicts){}",
+                    "tag watch: serving the live page on http://{}/ (also /stream.mjpg, /metrics, /healthz, /verdicts{}){}",
                     server.addr,
+                    if review.is_some() { ", /review" } else { "" },
                     if cfg.http.token.is_some() {
                         " (token required)"
                     } else {
@@ -95,6 +122,7 @@ impl Outputs {
             encoder,
             quality,
             publisher,
+            collector,
         })
     }
 
@@ -106,6 +134,9 @@ impl Outputs {
             let _ = e.join();
         }
         drop(self.http);
+        if let Some(c) = self.collector.as_mut() {
+            c.close();
+        }
         self.publisher.take().map(Publisher::close)
     }
 }

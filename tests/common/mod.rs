@@ -80,3 +80,21 @@ pub fn labels(records: &[serde_json::Value]) -> Vec<String> {
         .map(|r| r["label"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// Each example photo three times in a row: a product under the camera for three frames.
+pub fn belt(dir: &Path) -> PathBuf {
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(examples())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for (i, src) in names.iter().enumerate() {
+        for k in 0..3 {
+            let name = src.file_name().unwrap().to_string_lossy();
+            std::fs::copy(src, frames.join(format!("{i:03}-{k}-{name}"))).unwrap();
+        }
+    }
+    frames
+}

@@ -4,6 +4,7 @@
 
 mod bench;
 mod files;
+mod review;
 mod shared;
 mod watch;
 
@@ -21,6 +22,7 @@ Examples:
   tag --model models/tuned.onnx photos/        another exported model
   tag bench --iterations 500 --format json     latency, throughput, memory
   tag watch --source /dev/video0               a camera station (see tag watch --help)
+  tag review collected/                        label what a station collected, in a browser
 
 Exit status: 0 all tagged, 1 some inputs failed (the rest are still tagged), 2 usage or model error.";
 
@@ -44,6 +46,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Classify a camera stream continuously; report each product once (see firmware-config/).
     Watch(Box<watch::WatchArgs>),
+    /// Label the frames a station collected (`tag watch --collect`) in a browser.
+    Review(review::ReviewArgs),
 }
 
 fn long_version() -> String {
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
     let (who, outcome) = match cli.cmd {
         Some(Cmd::Bench(args)) => ("tag", bench::run(&args)),
         Some(Cmd::Watch(args)) => ("tag watch", watch::run(*args)),
+        Some(Cmd::Review(args)) => ("tag review", review::run(args)),
         None => ("tag", files::run(cli.tag)),
     };
     exit_code(who, outcome)

@@ -13,6 +13,7 @@ Examples:
   tag watch --source /dev/video0 --config firmware-config/raspberry-pi-5.toml
   tag watch --source http://10.0.0.7:8080/video.mjpg --format human
   tag watch --source recorded-shift/ --max-frames 1000 --snapshots snaps/
+  tag watch --source /dev/video0 --collect collected/ --http 8080 --review
 
 Command-line options override the config file. Stops cleanly on Ctrl-C or SIGTERM.")]
 pub struct WatchArgs {
@@ -77,6 +78,14 @@ pub struct WatchArgs {
     /// tag-outbox.redb].
     #[arg(long, value_name = "FILE")]
     outbox: Option<PathBuf>,
+    /// Keep frames worth a person's look in DIR: uncertain or `unknown` verdicts, labels that
+    /// flip-flop, a small random sample of confident ones (`[collect]`: thresholds, rate, quota).
+    #[arg(long, value_name = "DIR")]
+    collect: Option<PathBuf>,
+    /// Serve /review (label the collection in a browser) on the page without a token; on
+    /// 127.0.0.1 only, like any tokenless page. With --http-token it is served anyway.
+    #[arg(long)]
+    review: bool,
 }
 
 /// The config file, then the command line on top (config.rs), validated once both apply.
@@ -104,6 +113,8 @@ fn watch_config(args: &WatchArgs) -> anyhow::Result<StationConfig> {
             http_token: args.http_token.clone(),
             mqtt: args.mqtt.clone(),
             outbox: args.outbox.clone(),
+            collect: args.collect.clone(),
+            review: args.review,
         },
     )
 }
@@ -188,6 +199,18 @@ pub fn run(args: WatchArgs) -> Result<(), Error> {
         eprintln!(
             "tag watch: mqtt: {} published, {} queued for the next start, {} dropped (outbox full)",
             m.published, m.queued, m.dropped
+        );
+    }
+    if let (Some(c), false) = (&s.collect, cfg.output.stats_json) {
+        eprintln!(
+            "tag watch: collect: {} kept ({}), {} items in {}; not kept: {} over the rate, {} writer busy, {} no room",
+            c.kept.values().sum::<u64>(),
+            c.kept.iter().filter(|(_, n)| **n > 0).map(|(r, n)| format!("{r} {n}")).collect::<Vec<_>>().join(", "),
+            c.items,
+            cfg.collect.dir.as_deref().unwrap_or(std::path::Path::new("?")).display(),
+            c.rate_limited,
+            c.busy,
+            c.full
         );
     }
     match s.source_error {

@@ -131,7 +131,74 @@ impl Board {
                 metric(name, kind, help, vec![format!("{name} {value}")]);
             }
         }
+        if let Some(c) = self.collector.get() {
+            collect_metrics(c, &mut metric);
+        }
         out
+    }
+}
+
+fn collect_metrics(
+    c: &crate::collect::CollectStats,
+    metric: &mut impl FnMut(&str, &str, &str, Vec<String>),
+) {
+    use crate::collect::policy::Reason;
+    use std::sync::atomic::Ordering::Relaxed;
+    metric(
+        "tag_collect_kept_total",
+        "counter",
+        "Frames kept for review, by reason.",
+        Reason::ALL
+            .iter()
+            .map(|r| {
+                format!(
+                    "tag_collect_kept_total{{reason=\"{}\"}} {}",
+                    r.as_str(),
+                    c.kept[*r as usize].load(Relaxed)
+                )
+            })
+            .collect(),
+    );
+    metric(
+        "tag_collect_skipped_total",
+        "counter",
+        "Frames worth keeping that were not kept: over collect.per_minute (rate), writer busy (busy), no room within collect.max_mib (full), write failed (failed).",
+        [
+            ("rate", &c.rate_limited),
+            ("busy", &c.busy),
+            ("full", &c.full),
+            ("failed", &c.failed),
+        ]
+        .iter()
+        .map(|(why, n)| format!("tag_collect_skipped_total{{why=\"{why}\"}} {}", n.load(Relaxed)))
+        .collect(),
+    );
+    for (name, kind, help, v) in [
+        (
+            "tag_collect_evicted_total",
+            "counter",
+            "Unlabelled items removed to make room for more useful ones.",
+            &c.evicted,
+        ),
+        (
+            "tag_collect_items",
+            "gauge",
+            "Items in the collection.",
+            &c.items,
+        ),
+        (
+            "tag_collect_bytes",
+            "gauge",
+            "Bytes of the collection's items.",
+            &c.bytes,
+        ),
+    ] {
+        metric(
+            name,
+            kind,
+            help,
+            vec![format!("{name} {}", v.load(Relaxed))],
+        );
     }
 }
 

@@ -95,6 +95,7 @@ struct State {
 pub struct Board {
     state: Mutex<State>,
     publisher: OnceLock<crate::publish::Monitor>,
+    collector: OnceLock<Arc<crate::collect::CollectStats>>,
     model: Mutex<ModelId>,
 }
 
@@ -109,6 +110,7 @@ impl Board {
                 ..State::default()
             }),
             publisher: OnceLock::new(),
+            collector: OnceLock::new(),
             model: Mutex::new(model),
         }
     }
@@ -126,6 +128,11 @@ impl Board {
     /// Publishing to a broker runs: its counters join `/metrics` and `/status`.
     pub fn publishing(&self, monitor: crate::publish::Monitor) {
         let _ = self.publisher.set(monitor);
+    }
+
+    /// Frames are collected for review: their counters join `/metrics`.
+    pub fn collecting(&self, stats: Arc<crate::collect::CollectStats>) {
+        let _ = self.collector.set(stats);
     }
 
     /// The counters a `metrics` message carries.
