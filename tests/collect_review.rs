@@ -341,6 +341,10 @@ fn a_station_serves_review_only_when_asked_and_counts_what_it_keeps() {
         "{code}"
     );
     assert_eq!(plain.request("POST", "/review/label", "{}").0, 405);
+    assert_eq!(
+        plain.json("GET", "/status", "").1["collect"]["review"],
+        false
+    );
     drop(plain);
 
     let srv = station(&["--review"]);
@@ -360,6 +364,10 @@ fn a_station_serves_review_only_when_asked_and_counts_what_it_keeps() {
         metrics.contains("tag_collect_skipped_total{why=\"rate\"}"),
         "{metrics}"
     );
+    // The page links to the review while it is served.
+    let status = srv.json("GET", "/status", "").1;
+    assert_eq!(status["collect"]["review"], true, "{status}");
+    assert!(status["collect"]["items"].as_u64().unwrap() > 0, "{status}");
     let (code, list) = srv.json("GET", "/review/items", "");
     assert_eq!(code, 200);
     let id = list["items"][0]["id"].as_str().unwrap().to_string();

@@ -78,15 +78,15 @@ impl Outputs {
             &cfg.collect,
             &manifest(model, &opts.origin.model_sha256),
         )?;
-        if let Some(c) = &collector {
-            board.collecting(c.stats.clone());
-        }
         let quality = cfg.overlay.jpeg_quality.unwrap_or(85);
         let view = Arc::new(live::Live::new(quality));
         let review = match (&cfg.collect.dir, cfg.http.reviewable()) {
             (Some(dir), true) => Some(Arc::new(crate::review::Review::open(dir.clone())?)),
             _ => None,
         };
+        if let Some(c) = &collector {
+            board.collecting(c.stats.clone(), review.is_some() && cfg.http.addr.is_some());
+        }
         let (http, encoder) = match cfg.http.bind()? {
             Some(addr) => {
                 let routes = http::Routes {

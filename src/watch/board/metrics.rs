@@ -131,7 +131,7 @@ impl Board {
                 metric(name, kind, help, vec![format!("{name} {value}")]);
             }
         }
-        if let Some(c) = self.collector.get() {
+        if let Some((c, _)) = self.collector.get() {
             collect_metrics(c, &mut metric);
         }
         out

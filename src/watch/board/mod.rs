@@ -61,6 +61,19 @@ pub struct Status {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<crate::publish::PublishStatus>,
     pub model: ModelId,
+    /// Frames kept for review, when `[collect]` is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collect: Option<CollectStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectStatus {
+    /// Items in the collection.
+    pub items: u64,
+    /// Kept this run.
+    pub kept: u64,
+    /// Whether `/review` is served here.
+    pub review: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,7 +108,8 @@ struct State {
 pub struct Board {
     state: Mutex<State>,
     publisher: OnceLock<crate::publish::Monitor>,
-    collector: OnceLock<Arc<crate::collect::CollectStats>>,
+    /// The collection's counters, and whether `/review` is served.
+    collector: OnceLock<(Arc<crate::collect::CollectStats>, bool)>,
     model: Mutex<ModelId>,
 }
 
@@ -130,9 +144,10 @@ impl Board {
         let _ = self.publisher.set(monitor);
     }
 
-    /// Frames are collected for review: their counters join `/metrics`.
-    pub fn collecting(&self, stats: Arc<crate::collect::CollectStats>) {
-        let _ = self.collector.set(stats);
+    /// Frames are collected for review: their counters join `/metrics` and `/status`, and the
+    /// page links to `/review` when it is served.
+    pub fn collecting(&self, stats: Arc<crate::collect::CollectStats>, review: bool) {
+        let _ = self.collector.set((stats, review));
     }
 
     /// The counters a `metrics` message carries.
@@ -239,6 +254,14 @@ impl Board {
                 recent,
                 mqtt: None,
                 model: self.model.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                collect: self.collector.get().map(|(c, review)| {
+                    let c = c.summary();
+                    CollectStatus {
+                        items: c.items,
+                        kept: c.kept.values().sum(),
+                        review: *review,
+                    }
+                }),
             };
             (status, s.window.clone())
         });
