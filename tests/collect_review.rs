@@ -17,7 +17,8 @@ fn sha256(path: &str) -> String {
     tagger::watch::reload::sha256(&std::fs::read(path).unwrap())
 }
 
-/// `tag watch` over `frames` with `[collect]` settings `collect` (TOML lines).
+/// `tag watch` over `frames` with `[collect]` settings `collect` (TOML lines), at a camera's
+/// pace (as fast as it goes, the writer's queue would fill and skip frames: counted as `busy`).
 fn collect(dir: &Path, frames: &Path, collect: &str, extra: &[&str]) -> std::process::Output {
     let cfg = dir.join("station.toml");
     let out = dir.join("collected");
@@ -37,7 +38,7 @@ fn collect(dir: &Path, frames: &Path, collect: &str, extra: &[&str]) -> std::pro
             "--config",
             cfg.to_str().unwrap(),
         ])
-        .args(["--debounce", "1", "--stats-json"])
+        .args(["--debounce", "1", "--stats-json", "--fps", "20"])
         .args(extra)
         .output()
         .unwrap();

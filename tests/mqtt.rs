@@ -332,9 +332,9 @@ fn a_full_outbox_drops_the_oldest_and_says_so() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // The new verdict may be queued before the link drains the three: then it pushes out the
     // oldest of them, and the second run counts that drop.
-    let got = seqs(&sub.verdicts(4));
     let dropped_now = summary(&o)["mqtt"]["dropped"].as_u64().unwrap();
     let want: Vec<u64> = (n - 2 + dropped_now..=n + 1).collect();
+    let got = seqs(&sub.verdicts(want.len()));
     assert_eq!(
         got, want,
         "the newest three, then the new one ({dropped_now} dropped)"

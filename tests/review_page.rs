@@ -167,6 +167,8 @@ fn labelling_by_keyboard_in_chromium_survives_a_reload() {
         "1.0",
         "--debounce",
         "1",
+        "--fps",
+        "20",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
 
