@@ -329,69 +329,35 @@ mod tests {
         let blob = vec![7u8; 1000];
         // Room for three items of about 1.85 kB.
         let mut s = Store::open(dir.path(), 6000).unwrap();
-        let kept = |a: Added| match a {
-            Added::Kept { evicted, .. } => evicted,
-            Added::Full => panic!("refused"),
-        };
-        assert_eq!(
-            kept(
-                s.add(&record(1, Reason::Sample, 0.99), &blob, &blob[..500])
-                    .unwrap()
-            ),
-            0
-        );
-        assert_eq!(
-            kept(
-                s.add(&record(2, Reason::LowConfidence, 0.7), &blob, &blob[..500])
-                    .unwrap()
-            ),
-            0
-        );
-        assert_eq!(
-            kept(
-                s.add(&record(3, Reason::LowConfidence, 0.75), &blob, &blob[..500])
-                    .unwrap()
-            ),
-            0
-        );
-        // Full: the sample goes first.
-        assert_eq!(
-            kept(
-                s.add(&record(4, Reason::Unknown, 0.3), &blob, &blob[..500])
-                    .unwrap()
-            ),
-            1
-        );
-        let ids: Vec<u64> = read_items(dir.path())
+        let add = |s: &mut Store, frame, reason, confidence| match s
+            .add(&record(frame, reason, confidence), &blob, &blob[..500])
             .unwrap()
-            .iter()
-            .map(|r| r.frame)
-            .collect();
-        assert_eq!(ids, [2, 3, 4]);
+        {
+            Added::Kept { evicted, .. } => Some(evicted),
+            Added::Full => None,
+        };
+        let frames = || -> Vec<u64> {
+            read_items(dir.path())
+                .unwrap()
+                .iter()
+                .map(|r| r.frame)
+                .collect()
+        };
+        assert_eq!(add(&mut s, 1, Reason::Sample, 0.99), Some(0));
+        assert_eq!(add(&mut s, 2, Reason::LowConfidence, 0.7), Some(0));
+        assert_eq!(add(&mut s, 3, Reason::LowConfidence, 0.75), Some(0));
+        // Full: the sample goes first.
+        assert_eq!(add(&mut s, 4, Reason::Unknown, 0.3), Some(1));
+        assert_eq!(frames(), [2, 3, 4]);
         // Then the most confident (0.75), unless a person labelled it.
         Labels::load(dir.path())
             .unwrap()
             .decide(&item_id("2026-12-07T15:01:02.123Z", 3), "Shoes")
             .unwrap();
-        assert_eq!(
-            kept(
-                s.add(&record(5, Reason::Unknown, 0.2), &blob, &blob[..500])
-                    .unwrap()
-            ),
-            1
-        );
-        let ids: Vec<u64> = read_items(dir.path())
-            .unwrap()
-            .iter()
-            .map(|r| r.frame)
-            .collect();
-        assert_eq!(ids, [3, 4, 5]);
+        assert_eq!(add(&mut s, 5, Reason::Unknown, 0.2), Some(1));
+        assert_eq!(frames(), [3, 4, 5]);
         // Nothing left less useful than a 0.9 item: refused, nothing removed.
-        assert_eq!(
-            s.add(&record(6, Reason::LowConfidence, 0.9), &blob, &blob[..500])
-                .unwrap(),
-            Added::Full
-        );
+        assert_eq!(add(&mut s, 6, Reason::LowConfidence, 0.9), None);
         assert_eq!(s.items(), 3);
         // Reopened: the same items and bytes; a half-written item is cleared.
         std::fs::create_dir_all(dir.path().join(PARTIAL).join("x")).unwrap();

@@ -98,3 +98,27 @@ pub fn belt(dir: &Path) -> PathBuf {
     }
     frames
 }
+
+/// Each device file (firmware-config/*.toml) with the lines of its commented `# [section]`
+/// example uncommented, from that line on while `more` holds.
+pub fn device_examples(section: &str, more: impl Fn(&str) -> bool) -> Vec<(PathBuf, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config");
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        let header = format!("# [{section}]");
+        let block: String = text
+            .lines()
+            .skip_while(|l| *l != header)
+            .take_while(|l| *l == header || more(l))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        out.push((p, block));
+    }
+    assert!(out.len() >= 3, "{} device files", out.len());
+    out
+}
