@@ -12,21 +12,6 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn chromium() -> String {
-    std::env::var("TAG_CHROMIUM").ok().unwrap_or_else(|| {
-        ["chromium", "chromium-browser", "google-chrome"]
-            .into_iter()
-            .find(|c| {
-                Command::new(c)
-                    .arg("--version")
-                    .output()
-                    .is_ok_and(|o| o.status.success())
-            })
-            .expect("no chromium on this machine: apt-get install chromium")
-            .to_string()
-    })
-}
-
 struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {

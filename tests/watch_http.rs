@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{robust_model, stderr, tag};
+use common::{chromium, robust_model, stderr, tag};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -394,28 +394,12 @@ fn viewers_are_capped_and_stuck_ones_hold_up_neither_frames_nor_memory() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }
 
-/// A headless Chromium for the page test: `TAG_CHROMIUM`, else chromium on the PATH.
-fn chromium() -> Option<String> {
-    if let Ok(c) = std::env::var("TAG_CHROMIUM") {
-        return Some(c);
-    }
-    ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|c| {
-            std::process::Command::new(c)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .map(str::to_string)
-}
-
 /// Ignored unless asked for (`.ci/run` runs it with `--ignored`): it needs a headless
 /// Chromium, and fails without one.
 #[test]
 #[ignore = "needs chromium (apt-get install chromium): cargo test --test watch_http -- --ignored"]
 fn the_page_in_headless_chromium_shows_the_stream_a_verdict_and_the_stats() {
-    let browser = chromium().expect("no chromium on this machine: apt-get install chromium");
+    let browser = chromium();
     let st = Station::start(&["--http-token", "pagetoken"]);
     st.wait_for("/verdicts?token=pagetoken", |code, b| {
         code == 200 && b.trim() != "[]"

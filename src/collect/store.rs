@@ -39,6 +39,17 @@ pub struct ModelRef {
     pub sha256: String,
 }
 
+impl ModelRef {
+    /// `model`, whose file has the SHA-256 `sha256`.
+    pub fn new(model: &crate::model::Model, sha256: &str) -> Self {
+        Self {
+            name: model.info.name.clone(),
+            version: model.info.version.clone(),
+            sha256: sha256.to_string(),
+        }
+    }
+}
+
 /// One of the model's best guesses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Guess {

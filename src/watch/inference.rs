@@ -247,11 +247,7 @@ fn collected(
         time,
         frame: seq,
         reason,
-        model: ModelRef {
-            name: model.info.name.clone(),
-            version: model.info.version.clone(),
-            sha256: sha256.to_string(),
-        },
+        model: ModelRef::new(model, sha256),
         label: v.label.clone(),
         confidence: v.confidence,
         top: v

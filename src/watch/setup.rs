@@ -32,11 +32,7 @@ pub struct Outputs {
 pub fn manifest(model: &Model, sha256: &str) -> crate::collect::store::Manifest {
     crate::collect::store::Manifest {
         classes: model.info.labels.clone(),
-        model: crate::collect::store::ModelRef {
-            name: model.info.name.clone(),
-            version: model.info.version.clone(),
-            sha256: sha256.to_string(),
-        },
+        model: crate::collect::store::ModelRef::new(model, sha256),
     }
 }
 

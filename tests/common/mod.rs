@@ -122,3 +122,19 @@ pub fn device_examples(section: &str, more: impl Fn(&str) -> bool) -> Vec<(PathB
     assert!(out.len() >= 3, "{} device files", out.len());
     out
 }
+
+/// A headless Chromium for the page tests: `TAG_CHROMIUM`, else chromium on the PATH.
+pub fn chromium() -> String {
+    std::env::var("TAG_CHROMIUM").ok().unwrap_or_else(|| {
+        ["chromium", "chromium-browser", "google-chrome"]
+            .into_iter()
+            .find(|c| {
+                Command::new(c)
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            })
+            .expect("no chromium on this machine: apt-get install chromium")
+            .to_string()
+    })
+}

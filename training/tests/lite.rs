@@ -14,11 +14,11 @@ use training::backbone::graph;
 use training::backbone::trainable::LiteNet;
 use training::backbone::weights;
 use training::data::cache::ImageCache;
-use training::data::split::{Split, SplitOptions};
 use training::fit::lite::{fit, LiteConfig, LiteData, RealRows};
 use training::fit::{Recipe, RunPaths, Sample, StationTraining};
 
 mod common;
+mod fixture;
 use common::root;
 
 fn pretrained() -> Option<Lite> {
@@ -116,18 +116,8 @@ fn burn_network_and_exported_graph_agree_before_and_after_a_step() {
 #[test]
 fn fixture_run_trains_checkpoints_and_resumes() {
     let Some(lite) = pretrained() else { return };
-    let fixture = root().join("tests/fixtures/dataset");
-    let s = Split::create(
-        &fixture,
-        &SplitOptions {
-            seed: 3,
-            label_column: "subCategory".into(),
-            min_images: 2,
-            val_fraction: 0.17,
-            test_fraction: 0.17,
-        },
-    )
-    .unwrap();
+    let fixture = fixture::fixture();
+    let s = fixture::split();
     let tmp = tempfile::tempdir().unwrap();
     let ids: Vec<u64> = s.train.iter().chain(&s.val).map(|e| e.0).collect();
     let cache = ImageCache::open(&fixture, &tmp.path().join("cache"), &ids).unwrap();

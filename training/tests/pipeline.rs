@@ -388,26 +388,19 @@ fn augmentation_keeps_labels_and_shapes_and_spares_evaluation() {
         .iter()
         .map(|&(id, c)| training::fit::Sample::Product(id, c))
         .collect();
-    let a = training::fit::make_batch(
-        &cfg.recipe,
-        &cfg.labels,
-        &cfg.normalization,
-        &cache,
-        &samples,
-        5,
-        None,
-        &Default::default(),
-    );
-    let b = training::fit::make_batch(
-        &cfg.recipe,
-        &cfg.labels,
-        &cfg.normalization,
-        &cache,
-        &samples,
-        5,
-        None,
-        &Default::default(),
-    );
+    let batch = |seed| {
+        training::fit::make_batch(
+            &cfg.recipe,
+            &cfg.labels,
+            &cfg.normalization,
+            &cache,
+            &samples,
+            seed,
+            None,
+            &Default::default(),
+        )
+    };
+    let (a, b) = (batch(5), batch(5));
     assert_eq!(a.n, 8);
     assert_eq!(a.input.len(), 8 * preprocess::IMAGE_LEN);
     let labels: Vec<i64> = s.train[..8].iter().map(|e| e.1 as i64).collect();
@@ -418,20 +411,7 @@ fn augmentation_keeps_labels_and_shapes_and_spares_evaluation() {
         assert_eq!(t.iter().sum::<f32>(), 1.0);
     }
     assert_eq!(a.input, b.input, "same seed, same batch");
-    assert_ne!(
-        a.input,
-        training::fit::make_batch(
-            &cfg.recipe,
-            &cfg.labels,
-            &cfg.normalization,
-            &cache,
-            &samples,
-            6,
-            None,
-            &Default::default()
-        )
-        .input
-    );
+    assert_ne!(a.input, batch(6).input);
     // The evaluation path (no augmentation) feeds exactly the preprocessed images.
     let entries = &s.train[..8];
     let (xe, _, _) = training::fit::batch_tensors(&cache, entries, &norm, &device);

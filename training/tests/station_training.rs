@@ -54,16 +54,19 @@ fn station_training_learns_empty_belts() {
         training::fit::Sample::Empty(3),
         training::fit::Sample::Other(other),
     ];
-    let b = training::fit::make_batch(
-        &cfg.recipe,
-        &cfg.labels,
-        &cfg.normalization,
-        &cache,
-        &samples,
-        1,
-        None,
-        &Default::default(),
-    );
+    let batch = |seed| {
+        training::fit::make_batch(
+            &cfg.recipe,
+            &cfg.labels,
+            &cfg.normalization,
+            &cache,
+            &samples,
+            seed,
+            None,
+            &Default::default(),
+        )
+    };
+    let b = batch(1);
     assert_eq!(b.n, 3);
     assert_eq!(b.hard, vec![s.train[0].1 as i64, 2, -1]);
     let k = labels.len();
@@ -76,34 +79,8 @@ fn station_training_learns_empty_belts() {
         [0.5, 0.5, 0.0],
         "other kinds: flat over the products, no none"
     );
-    assert_eq!(
-        b.input,
-        training::fit::make_batch(
-            &cfg.recipe,
-            &cfg.labels,
-            &cfg.normalization,
-            &cache,
-            &samples,
-            1,
-            None,
-            &Default::default()
-        )
-        .input
-    );
-    assert_ne!(
-        b.input,
-        training::fit::make_batch(
-            &cfg.recipe,
-            &cfg.labels,
-            &cfg.normalization,
-            &cache,
-            &samples,
-            2,
-            None,
-            &Default::default()
-        )
-        .input
-    );
+    assert_eq!(b.input, batch(1).input);
+    assert_ne!(b.input, batch(2).input);
 
     let paths = RunPaths::new(&tmp.path().join("run"));
     let negatives = [other];
