@@ -7,10 +7,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 fn sha256(path: &str) -> String {
@@ -143,69 +140,6 @@ fn a_replay_keeps_one_whole_item_per_uncertain_product() {
     let s = summary(&o);
     assert_eq!(items(&dir).len(), kept.len() + 3, "{s}");
     assert!(s["collect"]["rate_limited"].as_u64().unwrap() > 0, "{s}");
-}
-
-/// A server started by `tag` (`tag review` or `tag watch --http`), with the address it printed.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(args: &[&str], says: &str) -> Self {
-        let mut child = tag_command()
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let says = says.to_string();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if let Some(rest) = line.split(&says).nth(1) {
-                    let _ = tx.send(rest.split('/').next().unwrap().to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the server says where it listens");
-        Self { child, addr }
-    }
-
-    fn request(&self, method: &str, path: &str, body: &str) -> (u16, String, Vec<u8>) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        let head = String::from_utf8_lossy(&raw[..split]).to_string();
-        let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-        (code, head, raw[split + 4..].to_vec())
-    }
-
-    fn json(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
-        let (code, _, b) = self.request(method, path, body);
-        (
-            code,
-            serde_json::from_slice(&b).unwrap_or(Value::String(String::from_utf8_lossy(&b).into())),
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

@@ -7,11 +7,13 @@
 //! - [`model`]: loading a model file or bytes into a backend.
 //! - [`classify`]: softmax, top-k, needs-review threshold, the `none` class.
 //! - [`limits`]: bounded reads of untrusted files and tensors.
+//! - [`collection`]: a station's collected frames and their labels on disk.
 //! - [`fsio`]: the one atomic write (snapshots, model cards, checkpoints).
 //! - [`machine`]: the host description written next to measured figures.
 
 pub mod backend;
 pub mod classify;
+pub mod collection;
 pub mod fsio;
 pub mod limits;
 pub mod machine;

@@ -1,12 +1,4 @@
-//! A collection on disk:
-//!
-//! ```text
-//! DIR/collection.json         the classes a reviewer picks from, and the model that collected
-//! DIR/items/<id>/item.json    the record: time, model and hash, verdict, top-k, tags, reason
-//! DIR/items/<id>/crop.jpg     the region of interest at full camera resolution
-//! DIR/items/<id>/frame.jpg    the whole frame
-//! DIR/labels.csv              a person's decisions (`labels.rs`)
-//! ```
+//! Writing a collection (its layout: tagger-core's `collection`).
 //!
 //! An item is written into `DIR/.partial/<id>/`, each file synced, then renamed into `items/`
 //! in one step: a crash leaves either a whole item or a leftover under `.partial/`, which the
@@ -24,11 +16,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub const ITEMS: &str = "items";
-pub const RECORD: &str = "item.json";
-pub const CROP: &str = "crop.jpg";
-pub const FRAME: &str = "frame.jpg";
-pub const MANIFEST: &str = "collection.json";
+pub use tagger_core::collection::{CROP, FRAME, ITEMS, MANIFEST, RECORD};
 const PARTIAL: &str = ".partial";
 
 /// The model that made a verdict.
@@ -363,7 +351,11 @@ mod tests {
         // Then the most confident (0.75), unless a person labelled it.
         Labels::load(dir.path())
             .unwrap()
-            .decide(&item_id("2026-12-07T15:01:02.123Z", 3), "Shoes")
+            .decide(
+                &item_id("2026-12-07T15:01:02.123Z", 3),
+                "Shoes",
+                "2026-12-07T15:02:00Z",
+            )
             .unwrap();
         assert_eq!(add(&mut s, 5, Reason::Unknown, 0.2), Some(1));
         assert_eq!(frames(), [3, 4, 5]);

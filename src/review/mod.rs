@@ -169,7 +169,7 @@ impl Review {
             );
         }
         let mut labels = self.labels();
-        if let Err(e) = labels.decide(&d.id, &d.label) {
+        if let Err(e) = labels.decide(&d.id, &d.label, &crate::publish::timestamp()) {
             return Reply::text(500, format!("{e:#}\n"));
         }
         match store::read_items(&self.dir) {

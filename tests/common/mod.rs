@@ -1,8 +1,12 @@
 //! Helpers shared by the integration tests that drive the real `tag` binary.
 #![allow(dead_code)]
 
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 /// The `tag` binary under test: the one cargo built, or `TAG_BIN` (e.g. an aarch64 build, run
 /// through `TAG_RUNNER`, e.g. `qemu-aarch64 -cpu cortex-a76`: scripts/aarch64.sh).
@@ -137,4 +141,69 @@ pub fn chromium() -> String {
             .expect("no chromium on this machine: apt-get install chromium")
             .to_string()
     })
+}
+
+/// A server started by `tag` (`tag review` or `tag watch --http`), with the address it printed.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Server {
+    pub fn start(args: &[&str], says: &str) -> Self {
+        let mut cmd = tag_command();
+        cmd.args(args).stdout(Stdio::null());
+        Self::spawn(cmd, says)
+    }
+
+    /// `cmd` (its stdout set by the caller) started, once it printed `says` and an address.
+    pub fn spawn(mut cmd: Command, says: &str) -> Self {
+        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let says = says.to_string();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Some(rest) = line.split(&says).nth(1) {
+                    let _ = tx.send(rest.split('/').next().unwrap().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the server says where it listens");
+        Self { child, addr }
+    }
+
+    pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String, Vec<u8>) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&raw[..split]).to_string();
+        let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (code, head, raw[split + 4..].to_vec())
+    }
+
+    pub fn json(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let (code, _, b) = self.request(method, path, body);
+        (
+            code,
+            serde_json::from_slice(&b).unwrap_or(Value::String(String::from_utf8_lossy(&b).into())),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

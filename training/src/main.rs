@@ -53,6 +53,10 @@ enum Cmd {
     /// Fine-tune the pretrained EfficientNet-Lite0 (all but its first blocks) on station frames,
     /// catalogue photos and optionally real-train photos; checkpoints every epoch (`--resume`).
     Lite(commands::lite::Args),
+    /// Adapt an exported EfficientNet-Lite0 model to a station's labelled photos (a collection
+    /// labelled in `tag review`, or a real-photo folder) mixed with the usual training data;
+    /// before/after card, refuses a model that lost more than a margin on catalogue photos.
+    Finetune(commands::finetune::Args),
     /// Score exported models (and their int8 siblings) on real photos per group (Topwear,
     /// Bottomwear, Footwear, other kinds) into their cards; splits the photos by sender on first
     /// use (models/real-split.json).
@@ -80,6 +84,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Real(args) => commands::real::run(args),
         Cmd::Probe(args) => commands::probe::run(args),
         Cmd::Lite(args) => commands::lite::run(args),
+        Cmd::Finetune(args) => commands::finetune::run(args),
     };
     // The one place outcomes become exit codes: 0 done, 2 usage or data errors (the message
     // says what to fix), 1 anything else. Clap's own usage errors exit 2 too.

@@ -35,3 +35,11 @@ pub fn progress(len: u64, what: &str) -> ProgressBar {
     bar.set_message(what.to_string());
     bar
 }
+
+/// This command line as `cargo run` reruns it, for the summaries and cards it writes.
+pub fn reproduce() -> String {
+    std::iter::once("cargo run --release -p training --".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -14,7 +14,7 @@ use training::backbone::graph;
 use training::backbone::trainable::LiteNet;
 use training::backbone::weights;
 use training::data::cache::ImageCache;
-use training::fit::lite::{fit, LiteConfig, LiteData, RealRows};
+use training::fit::lite::{fit, LiteConfig, LiteData, RealRows, Validation};
 use training::fit::{Recipe, RunPaths, Sample, StationTraining};
 
 mod common;
@@ -156,15 +156,17 @@ fn fixture_run_trains_checkpoints_and_resumes() {
             .collect(),
         real,
         teacher: None,
+        head: None,
     };
     let paths = RunPaths::new(&tmp.path().join("run"));
     let scores = |_: &LiteNet| {
-        Ok((
-            0.5,
-            0.5,
-            0.5,
-            training::eval::real::score("val", &[], &[], &cfg.labels),
-        ))
+        Ok(Validation {
+            catalogue: 0.5,
+            mild: 0.5,
+            hard: 0.5,
+            real: training::eval::real::score("val", &[], &[], &cfg.labels),
+            photos: None,
+        })
     };
     let (best, state) = fit(&cfg, &lite, &paths, &data, false, scores).unwrap();
     assert_eq!(state.epochs_done, 2);

@@ -4,5 +4,6 @@
 pub mod efficientnet;
 pub mod features;
 pub mod graph;
+pub mod reload;
 pub mod trainable;
 pub mod weights;

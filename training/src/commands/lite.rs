@@ -2,10 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
-use burn::tensor::TensorData;
 use prost::Message;
 use std::path::PathBuf;
-use tagger_core::preprocess::{normalize_into, Normalization, HEIGHT, IMAGE_LEN, WIDTH};
+use tagger_core::preprocess::{Normalization, HEIGHT, WIDTH};
 use tagger_core::tract_onnx::pb;
 use training::backbone::efficientnet::{Lite, FEATURES};
 use training::backbone::features::Extractor;
@@ -15,11 +14,11 @@ use training::backbone::weights::{self, StateDict};
 use training::data::negatives::Negatives;
 use training::data::real_photos::{RealPhotos, RealSplit};
 use training::data::split::Split;
-use training::eval::real::{score, Answer, RealScores};
+use training::eval::real::{score, Answer};
 use training::fit::distill::{Distill, TeacherTargets};
 use training::fit::lite::*;
 use training::fit::probe::{present, real_inputs, real_target, Features, ProbeSummary, View};
-use training::fit::{Recipe, Sample, StationTraining};
+use training::fit::{Recipe, StationTraining};
 
 /// Fine-tune the pretrained EfficientNet-Lite0 end to end (but its first `--freeze-blocks`
 /// blocks) on station frames, catalogue photos, empty frames, other kinds and optionally the
@@ -152,43 +151,6 @@ fn teacher(
     ))
 }
 
-/// Logits of network inputs through a (non-training) network, 64 at a time.
-fn logits<I: AsRef<[u8]>>(
-    net: &LiteNet,
-    inputs: &[I],
-    norm: &Normalization,
-    device: &Device,
-) -> Vec<f32> {
-    let mut out = vec![];
-    for chunk in inputs.chunks(64) {
-        let mut x = vec![0f32; chunk.len() * IMAGE_LEN];
-        for (i, o) in chunk.iter().zip(x.chunks_mut(IMAGE_LEN)) {
-            normalize_into(i.as_ref(), norm, o);
-        }
-        let t = Tensor::<4>::from_data(
-            TensorData::new(x, [chunk.len(), 3, HEIGHT as usize, WIDTH as usize]),
-            device,
-        );
-        out.extend(
-            net.forward(t)
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .expect("f32 logits"),
-        );
-    }
-    out
-}
-
-fn accuracy(logits: &[f32], truth: &[usize], k: usize) -> f64 {
-    let right = logits
-        .chunks(k)
-        .zip(truth)
-        .filter(|(l, &t)| tagger_core::classify::argmax(l) == t)
-        .count();
-    right as f64 / truth.len().max(1) as f64
-}
-
 pub fn run(args: Args) -> Result<()> {
     if args.epochs == 0 || args.epoch_size == 0 || args.batch_size == 0 || args.val_photos == 0 {
         return Err(training::error::usage(anyhow::anyhow!(
@@ -213,20 +175,8 @@ pub fn run(args: Args) -> Result<()> {
     let mut labels = split.labels.clone();
     labels.push("none".into());
 
-    let (train_ids, train_y) = present(split.part("train"), &cache);
-    let empties = (train_ids.len() as f32 * StationTraining::new(None).empty_share) as u64;
-    let neg_ids: Vec<u64> = neg
-        .ids("train")
-        .into_iter()
-        .filter(|&id| cache.get(id).is_some())
-        .collect();
-    let samples: Vec<Sample> = train_ids
-        .iter()
-        .zip(&train_y)
-        .map(|(&id, &c)| Sample::Product(id, c))
-        .chain(neg_ids.iter().map(|&id| Sample::Other(id)))
-        .chain((0..empties).map(Sample::Empty))
-        .collect();
+    let (train_ids, _) = present(split.part("train"), &cache);
+    let pool = station_pool(&split, &neg, &cache);
     let rt = rsplit.part(&real, "train")?;
     let (rt_photos, rt_inputs) = real_inputs(&real, &rt);
     let (mut rinputs, mut rtargets) = (vec![], vec![]);
@@ -275,9 +225,10 @@ pub fn run(args: Args) -> Result<()> {
         labels: labels.clone(),
     };
     eprintln!(
-        "pool: {} products, {} other kinds, {empties} empty frames, {} real-train photos x{}",
-        train_ids.len(),
-        neg_ids.len(),
+        "pool: {} products, {} other kinds, {} empty frames, {} real-train photos x{}",
+        pool.products,
+        pool.others,
+        pool.empties,
         rinputs.len(),
         args.real.real_train_repeat
     );
@@ -296,27 +247,29 @@ pub fn run(args: Args) -> Result<()> {
     let device = Device::flex();
     let k = labels.len();
     let norm = cfg.normalization;
-    let validate = |net: &LiteNet| -> Result<(f64, f64, f64, RealScores)> {
+    let validate = |net: &LiteNet| -> Result<Validation> {
         let acc = |v: &[Vec<u8>]| accuracy(&logits(net, v, &norm, &device), &vy, k);
         let answers: Vec<Option<Answer>> = logits(net, &rv_inputs, &norm, &device)
             .chunks(k)
             .map(|l| Some(Answer::from_logits(l, &labels)))
             .collect();
-        Ok((
-            acc(&views[0]),
-            acc(&views[1]),
-            acc(&views[2]),
-            score("val", &rv_photos, &answers, &labels),
-        ))
+        Ok(Validation {
+            catalogue: acc(&views[0]),
+            mild: acc(&views[1]),
+            hard: acc(&views[2]),
+            real: score("val", &rv_photos, &answers, &labels),
+            photos: None,
+        })
     };
     let data = LiteData {
         cache: &cache,
-        samples,
+        samples: pool.samples,
         real: RealRows {
             inputs: rinputs,
             targets: rtargets,
         },
         teacher: teacher_targets,
+        head: None,
     };
     let paths = training::fit::RunPaths::new(&args.run);
     let (net, state) = fit(&cfg, &lite, &paths, &data, args.resume, validate)?;
@@ -344,10 +297,7 @@ pub fn run(args: Args) -> Result<()> {
         state,
         val_photos: vids.len(),
         export_check: worst,
-        reproduce: std::iter::once("cargo run --release -p training --".to_string())
-            .chain(std::env::args().skip(1))
-            .collect::<Vec<_>>()
-            .join(" "),
+        reproduce: training::util::reproduce(),
     };
     let summary_path = args.out.with_extension("lite.json");
     training::util::write_json(&summary_path, &summary)?;

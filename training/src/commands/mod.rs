@@ -11,6 +11,7 @@ pub mod augment_grid;
 pub mod calibrate;
 pub mod evaluate;
 pub mod export;
+pub mod finetune;
 pub mod frames;
 pub mod heads;
 pub mod lite;

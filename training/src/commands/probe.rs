@@ -203,10 +203,7 @@ pub fn run(args: Args) -> Result<()> {
         fit: cfg,
         epochs,
         export_check: worst,
-        reproduce: std::iter::once("cargo run --release -p training --".to_string())
-            .chain(std::env::args().skip(1))
-            .collect::<Vec<_>>()
-            .join(" "),
+        reproduce: training::util::reproduce(),
     };
     let summary_path = args.out.with_extension("probe.json");
     training::util::write_json(&summary_path, &summary)?;

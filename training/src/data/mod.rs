@@ -1,6 +1,6 @@
 //! Data: the catalogue (`dataset`), its duplicate-aware split, the decode-once image cache,
 //! the photos of other kinds used as negatives, the attribute heads' vocabularies, and the real
-//! phone photos with their sender split.
+//! phone photos with their sender split, and a station's labelled photos.
 
 pub mod cache;
 pub mod dataset;
@@ -8,3 +8,4 @@ pub mod heads;
 pub mod negatives;
 pub mod real_photos;
 pub mod split;
+pub mod station_photos;

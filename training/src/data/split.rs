@@ -152,6 +152,29 @@ impl Split {
     }
 
     /// One part by name: "train", "val" or "test" (anything else is test).
+    /// The same split with class indices into `labels` (a model's outputs, in its order); every
+    /// class of the split must be one of them.
+    pub fn relabelled(&self, labels: &[String]) -> Result<Self> {
+        let map: Vec<usize> = self
+            .labels
+            .iter()
+            .map(|l| {
+                labels
+                    .iter()
+                    .position(|m| m == l)
+                    .with_context(|| format!("the model has no class `{l}`"))
+            })
+            .collect::<Result<_>>()?;
+        let remap = |e: &[Entry]| e.iter().map(|&(id, c)| (id, map[c])).collect();
+        Ok(Self {
+            labels: labels.to_vec(),
+            train: remap(&self.train),
+            val: remap(&self.val),
+            test: remap(&self.test),
+            ..self.clone()
+        })
+    }
+
     pub fn part(&self, name: &str) -> &[Entry] {
         match name {
             "train" => &self.train,

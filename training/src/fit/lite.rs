@@ -60,14 +60,28 @@ pub struct LiteEpoch {
     pub mild_val: f64,
     pub hard_val: f64,
     pub real_val: crate::eval::real::RealScores,
+    /// Accuracy on a station's own validation photos, when fine-tuning on them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photos_val: Option<f64>,
 }
 
 impl LiteEpoch {
     /// What picks the kept epoch: the mean of catalogue, station hard and real-val balanced
-    /// accuracy (the three looks the one model must serve).
+    /// accuracy (the three looks the one model must serve); when fine-tuning on a station's
+    /// photos, their validation part instead of real-val.
     pub fn score(&self) -> f64 {
-        (self.catalogue_val + self.hard_val + self.real_val.balanced) / 3.0
+        let third = self.photos_val.unwrap_or(self.real_val.balanced);
+        (self.catalogue_val + self.hard_val + third) / 3.0
     }
+}
+
+/// What `validate` measures after each epoch.
+pub struct Validation {
+    pub catalogue: f64,
+    pub mild: f64,
+    pub hard: f64,
+    pub real: crate::eval::real::RealScores,
+    pub photos: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -95,6 +109,42 @@ pub struct LiteSummary {
     pub reproduce: String,
 }
 
+/// The station recipe's pool of one split: every training product, the other kinds
+/// (negatives) and empty frames in the recipe's share of the products.
+pub struct Pool {
+    pub samples: Vec<Sample>,
+    pub products: usize,
+    pub others: usize,
+    pub empties: u64,
+}
+
+pub fn station_pool(
+    split: &crate::data::split::Split,
+    neg: &crate::data::negatives::Negatives,
+    cache: &ImageCache,
+) -> Pool {
+    let (ids, y) = crate::fit::probe::present(split.part("train"), cache);
+    let empties = (ids.len() as f32 * crate::fit::StationTraining::new(None).empty_share) as u64;
+    let others: Vec<u64> = neg
+        .ids("train")
+        .into_iter()
+        .filter(|&id| cache.get(id).is_some())
+        .collect();
+    let samples = ids
+        .iter()
+        .zip(&y)
+        .map(|(&id, &c)| Sample::Product(id, c))
+        .chain(others.iter().map(|&id| Sample::Other(id)))
+        .chain((0..empties).map(Sample::Empty))
+        .collect();
+    Pool {
+        samples,
+        products: ids.len(),
+        others: others.len(),
+        empties,
+    }
+}
+
 /// Real photos to train on: network inputs and targets (`None`: another kind, flat target).
 pub struct RealRows {
     pub inputs: Vec<Vec<u8>>,
@@ -114,16 +164,23 @@ pub struct LiteData<'a> {
     pub samples: Vec<Sample>,
     pub real: RealRows,
     pub teacher: Option<TeacherTargets>,
+    /// The head to start from (weights `[1280, outputs]`, bias); `None`: a fresh one.
+    pub head: Option<(Vec<f32>, Vec<f32>)>,
 }
 
-/// The fresh network of a config on `device`.
-pub fn init(cfg: &LiteConfig, lite: &Lite, device: &Device) -> LiteNet {
+/// The network of a config on `device`: `lite`'s backbone and `head`, or a fresh head.
+pub fn init(
+    cfg: &LiteConfig,
+    lite: &Lite,
+    head: Option<&(Vec<f32>, Vec<f32>)>,
+    device: &Device,
+) -> LiteNet {
     LiteNet::new(
         lite,
         (HEIGHT as usize, WIDTH as usize),
         cfg.resize,
         cfg.labels.len(),
-        None,
+        head.map(|(w, b)| (w.as_slice(), b.as_slice())),
         cfg.dropout,
         device,
     )
@@ -190,12 +247,12 @@ pub fn fit(
     paths: &RunPaths,
     data: &LiteData,
     resume: bool,
-    validate: impl Fn(&LiteNet) -> Result<(f64, f64, f64, crate::eval::real::RealScores)>,
+    validate: impl Fn(&LiteNet) -> Result<Validation>,
 ) -> Result<(LiteNet, LiteState)> {
     let device = Device::flex();
     device.seed(cfg.recipe.seed);
     let ad = device.clone().autodiff();
-    let mut net = init(cfg, lite, &ad).freeze(cfg.freeze_blocks);
+    let mut net = init(cfg, lite, data.head.as_ref(), &ad).freeze(cfg.freeze_blocks);
     let mut optim = AdamWConfig::new()
         .with_weight_decay(cfg.recipe.weight_decay as f32)
         .init();
@@ -211,7 +268,8 @@ pub fn fit(
         }
         state = serde_json::from_slice(&std::fs::read(paths.state())?)
             .with_context(|| format!("reading {}", paths.state().display()))?;
-        net = load_weights(init(cfg, lite, &ad), &paths.last())?.freeze(cfg.freeze_blocks);
+        net = load_weights(init(cfg, lite, data.head.as_ref(), &ad), &paths.last())?
+            .freeze(cfg.freeze_blocks);
         optim = optim
             .from_bytes(Bytes::from_bytes_vec(std::fs::read(paths.optimizer())?))
             .map_err(|e| anyhow::anyhow!("optimizer checkpoint unreadable: {e:?}"))?;
@@ -288,26 +346,30 @@ pub fn fit(
         bar.finish_and_clear();
         let train_seconds = started.elapsed().as_secs_f64();
         let valid = net.valid();
-        let (catalogue_val, mild_val, hard_val, real_val) = validate(&valid)?;
+        let v = validate(&valid)?;
         let log = LiteEpoch {
             epoch,
             lr,
             train_loss: loss_sum / seen.max(1) as f64,
             seconds: started.elapsed().as_secs_f64(),
             images_per_s: seen as f64 / train_seconds,
-            catalogue_val,
-            mild_val,
-            hard_val,
-            real_val,
+            catalogue_val: v.catalogue,
+            mild_val: v.mild,
+            hard_val: v.hard,
+            real_val: v.real,
+            photos_val: v.photos,
         };
         eprintln!(
-            "epoch {epoch}/{}: loss {:.4} | val catalogue {:.4} mild {:.4} hard {:.4} | real-val {} | {:.1} img/s, {:.0}s",
+            "epoch {epoch}/{}: loss {:.4} | val catalogue {:.4} mild {:.4} hard {:.4} | {} | {:.1} img/s, {:.0}s",
             cfg.epochs,
             log.train_loss,
             log.catalogue_val,
             log.mild_val,
             log.hard_val,
-            log.real_val.line(),
+            match log.photos_val {
+                Some(p) => format!("station photos val {p:.4}"),
+                None => format!("real-val {}", log.real_val.line()),
+            },
             log.images_per_s,
             log.seconds
         );
@@ -330,6 +392,43 @@ pub fn fit(
         state.history.push(log);
         write_json(&paths.state(), &state)?;
     }
-    let best = load_weights(init(cfg, lite, &device), &paths.best())?;
+    let best = load_weights(init(cfg, lite, data.head.as_ref(), &device), &paths.best())?;
     Ok((best, state))
+}
+
+/// Logits of network inputs through a (non-training) network, 64 at a time.
+pub fn logits<I: AsRef<[u8]>>(
+    net: &LiteNet,
+    inputs: &[I],
+    norm: &Normalization,
+    device: &Device,
+) -> Vec<f32> {
+    let mut out = vec![];
+    for chunk in inputs.chunks(64) {
+        let mut x = vec![0f32; chunk.len() * IMAGE_LEN];
+        for (i, o) in chunk.iter().zip(x.chunks_mut(IMAGE_LEN)) {
+            normalize_into(i.as_ref(), norm, o);
+        }
+        let t = Tensor::<4>::from_data(
+            TensorData::new(x, [chunk.len(), 3, HEIGHT as usize, WIDTH as usize]),
+            device,
+        );
+        out.extend(
+            net.forward(t)
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("f32 logits"),
+        );
+    }
+    out
+}
+
+pub fn accuracy(logits: &[f32], truth: &[usize], k: usize) -> f64 {
+    let right = logits
+        .chunks(k)
+        .zip(truth)
+        .filter(|(l, &t)| tagger_core::classify::argmax(l) == t)
+        .count();
+    right as f64 / truth.len().max(1) as f64
 }

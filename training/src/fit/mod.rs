@@ -7,6 +7,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod distill;
 pub mod ema;
+pub mod finetune;
 pub mod linear;
 pub mod lite;
 pub mod predict;
