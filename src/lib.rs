@@ -4,6 +4,7 @@
 //! - [`builtin`]: the model compiled into `tag`.
 //! - [`inputs`], [`tagging`], [`output`]: files, folders and stdin tagged in batches, written as
 //!   human text, JSON lines or CSV.
+//! - [`advice`]: a warning when a model's form is the slow one on its runtime.
 //! - [`bench`]: `tag bench`; [`measure`]: percentiles and memory, for it and the station.
 //! - [`error`]: what went wrong, by kind (the `tag` binary maps kinds to exit codes).
 //! - [`publish`]: verdicts to an MQTT broker through a durable outbox.
@@ -14,6 +15,7 @@
 
 pub use tagger_core::{backend, classify, fsio, limits, machine, metadata, model, preprocess};
 
+pub mod advice;
 pub mod bench;
 pub mod builtin;
 pub mod collect;

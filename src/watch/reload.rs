@@ -133,5 +133,8 @@ fn load(path: &Path, kind: BackendKind, threads: usize) -> anyhow::Result<Loaded
         "the probe gave {scores} scores for {} labels, or a value that is not finite",
         model.info.labels.len()
     );
+    if let Some(w) = crate::advice::slow_form(&model) {
+        eprintln!("tag watch: warning: {w}");
+    }
     Ok(Loaded { model, sha256 })
 }

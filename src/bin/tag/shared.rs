@@ -44,10 +44,14 @@ fn backend_parser() -> impl clap::builder::TypedValueParser<Value = BackendKind>
 pub fn load_model(args: &ModelArgs) -> anyhow::Result<Model> {
     let threads = args.threads.unwrap_or(1);
     let backend = args.backend.unwrap_or(BackendKind::Tract);
-    match &args.model {
+    let model = match &args.model {
         Some(p) => Model::from_path(p, backend, threads),
         None => tagger::builtin::model(backend, threads),
+    }?;
+    if let Some(w) = tagger::advice::slow_form(&model) {
+        eprintln!("tag: warning: {w}");
     }
+    Ok(model)
 }
 
 /// A flag that Ctrl-C and SIGTERM set (the one handler for the process); if it cannot be

@@ -138,11 +138,21 @@ pub fn score(
         bail!("no {part} images to score");
     }
     let truth: Vec<usize> = present.iter().map(|e| e.1).collect();
+    // Five looks of every photo, the empty frames and the other kinds: minutes for a large model.
+    let bar = crate::util::progress(
+        (present.len() * 5 + empties + others.len()) as u64,
+        &format!("scoring {part}"),
+    );
+    let run = |frames: &[Vec<u8>]| {
+        let r = classify(model, frames);
+        bar.inc(frames.len() as u64);
+        r
+    };
     let catalogue: Vec<Vec<u8>> = present
         .iter()
         .map(|e| cache.get(e.0).expect("present").to_vec())
         .collect();
-    let cat = classify(model, &catalogue)?;
+    let cat = run(&catalogue)?;
     let right_above = cat
         .iter()
         .zip(&present)
@@ -150,20 +160,17 @@ pub fn score(
         .count() as f64
         / present.len() as f64;
     let mirrored: Vec<Vec<u8>> = catalogue.iter().map(|c| scene::mirrored(c)).collect();
-    let mirrored = accuracy(&classify(model, &mirrored)?, &truth);
+    let mirrored = accuracy(&run(&mirrored)?, &truth);
     let level_acc = |level: Level| -> Result<f64> {
         let frames = level_inputs(level, part, &present, 0, cache);
-        Ok(accuracy(&classify(model, &frames)?, &truth))
+        Ok(accuracy(&run(&frames)?, &truth))
     };
     let (mild, hard, tray) = (
         level_acc(Level::Mild)?,
         level_acc(Level::Hard)?,
         level_acc(Level::Tray)?,
     );
-    let empty = classify(
-        model,
-        &level_inputs(Level::Empty, part, &[], empties, cache),
-    )?;
+    let empty = run(&level_inputs(Level::Empty, part, &[], empties, cache))?;
     let empty_as_product =
         empty.iter().filter(|p| p.1.is_some()).count() as f64 / empties.max(1) as f64;
     let other_imgs: Vec<Vec<u8>> = others
@@ -173,9 +180,10 @@ pub fn score(
     let others_not_reported = if other_imgs.is_empty() {
         None
     } else {
-        let p = classify(model, &other_imgs)?;
+        let p = run(&other_imgs)?;
         Some(p.iter().filter(|p| p.1.is_none()).count() as f64 / p.len() as f64)
     };
+    bar.finish_and_clear();
     Ok(StationScores {
         part: part.to_string(),
         threshold: STATION_THRESHOLD,
