@@ -353,8 +353,7 @@ fn every_shipped_int8_model_runs_in_tract_and_carries_labels() {
         let f = tag(&["--model", &float_path, "--format", "jsonl", &ex]);
         assert_eq!(f.status.code(), Some(0), "{}", stderr(&f));
         // Every CNN ships an int8 (QLinearConv) form; a QDQ form is optional. The fine-tuned
-        // backbone (its card names a `backbone`) is float only: `training quantize` does not
-        // take its TF-SAME (uneven) padding yet.
+        // backbone (its card names a `backbone`) has the QDQ form only, where it has one.
         let forms: Vec<_> = ["int8", "qdq"]
             .iter()
             .map(|form| models.join(format!("{stem}.{form}.onnx")))

@@ -195,3 +195,51 @@ fn fixture_run_trains_checkpoints_and_resumes() {
     assert_eq!(state2.history.len(), 2);
     assert_eq!(again.head(), best.head());
 }
+
+#[test]
+fn int8_qdq_export_of_the_backbone_agrees_with_float() {
+    use training::onnx::qdq_graph;
+    use training::onnx::quantize::Calibration;
+    let Some(lite) = pretrained() else { return };
+    let (x, n) = photos();
+    let info = tagger_core::metadata::ModelInfo {
+        labels: (0..1280).map(|i| format!("f{i}")).collect(),
+        label_column: String::new(),
+        name: "features".into(),
+        version: "1".into(),
+        normalization: Normalization::default(),
+        quantization: None,
+        heads: vec![],
+    };
+    for resize in [None, Some((96, 72))] {
+        // The pooled features: what every head reads.
+        let g = graph::graph(&lite, (80, 60), resize, &graph::Output::Features);
+        let float = training::onnx::encode(&training::onnx::model(g, &info));
+        let ranges = qdq_graph::calibrate(&float, &x, n, Calibration::Percentile).unwrap();
+        let (q, convs) = qdq_graph::qdq_bytes(&float, &ranges, "{}").unwrap();
+        assert_eq!(convs, lite.convs().count());
+        let want = TractBackend::new(&float, 1).unwrap().run(&x, n).unwrap();
+        let got = TractBackend::new(&q, 1).unwrap().run(&x, n).unwrap();
+        let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
+        let cosines: Vec<f32> = want
+            .chunks(1280)
+            .zip(got.chunks(1280))
+            .map(|(f, i)| f.iter().zip(i).map(|(a, b)| a * b).sum::<f32>() / (norm(f) * norm(i)))
+            .collect();
+        let mean = cosines.iter().sum::<f32>() / cosines.len() as f32;
+        eprintln!("resize {resize:?}: feature cosines int8 vs float {cosines:?}");
+        // Ten photos calibrate and are scored: a broken scale or zero point gives far less.
+        assert!(
+            mean > 0.98 && cosines.iter().all(|&c| c > 0.93),
+            "{cosines:?}"
+        );
+        let info = tagger_core::model::read_info(&q).unwrap();
+        assert_eq!(info.quantization.as_deref(), Some("{}"));
+        assert!(
+            q.len() * 3 < float.len(),
+            "int8 weights: {} vs {}",
+            q.len(),
+            float.len()
+        );
+    }
+}

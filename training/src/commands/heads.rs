@@ -16,7 +16,7 @@ use training::report::card::HeadsSection;
 pub struct Args {
     #[command(flatten)]
     pub input: super::DataArgs,
-    /// Float ONNX model with extra heads; `<model>.int8.onnx` is scored too when present.
+    /// Float ONNX model with extra heads; `<model>.int8.onnx` (or `.qdq.onnx`) is scored too when present.
     #[arg(long)]
     pub model: PathBuf,
     /// Split part to score (`val` for choices, `test` to report).
@@ -40,7 +40,7 @@ pub fn run(args: Args) -> Result<()> {
     let attrs = Attributes::load(&data).map_err(training::error::data)?;
     let cache = open_cache(&data, &cache_dir, &split)?;
     let mut section = HeadsSection::default();
-    let int8 = args.model.with_extension("int8.onnx");
+    let int8 = super::int8_sibling(&args.model);
     for (key, path) in [("float", args.model.clone()), ("int8", int8)] {
         if !path.is_file() {
             continue;

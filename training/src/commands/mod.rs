@@ -78,6 +78,18 @@ pub fn picture_path(model: &Path, name: &str, what: &str) -> Result<PathBuf> {
     Ok(dir.join(format!("{base}-{what}.png")))
 }
 
+/// The int8 sibling a command scores beside a float model: `<model>.int8.onnx` (QLinearConv),
+/// or `<model>.qdq.onnx` where only that form exists (the fine-tuned backbone's).
+pub fn int8_sibling(model: &Path) -> PathBuf {
+    let qlinear = model.with_extension("int8.onnx");
+    let qdq = model.with_extension("qdq.onnx");
+    if !qlinear.is_file() && qdq.is_file() {
+        qdq
+    } else {
+        qlinear
+    }
+}
+
 /// The cache of the split's images.
 pub fn open_cache(data: &Path, cache_dir: &Path, split: &Split) -> Result<ImageCache> {
     open_cache_with(data, cache_dir, split, None)

@@ -72,20 +72,27 @@ fn quantize_cmd(
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
     use tagger_core::tract_onnx::prelude::Framework;
-    let out = out.unwrap_or_else(|| {
-        model.with_extension(match form {
-            Int8Form::Qlinear => "int8.onnx",
-            Int8Form::Qdq => "qdq.onnx",
-        })
-    });
     let bytes = std::fs::read(model).with_context(|| format!("cannot read {}", model.display()))?;
     let info = tagger_core::model::read_info(&bytes)
         .with_context(|| format!("{} is not a tagger float model", model.display()))?;
     let proto = tagger_core::tract_onnx::onnx()
         .proto_model_for_read(&mut std::io::Cursor::new(&bytes))
         .map_err(|e| anyhow::anyhow!("{}: not an ONNX model: {e}", model.display()))?;
-    let net = training::onnx::quantize::folded_from_onnx(&proto)
-        .with_context(|| format!("cannot quantize {}", model.display()))?;
+    // One of the plain CNNs, or any other graph of convolutions (the fine-tuned backbone), which
+    // only the QDQ form writes (onnx/qdq_graph.rs).
+    let net = training::onnx::quantize::folded_from_onnx(&proto).ok();
+    let form = if net.is_none() && form == Int8Form::Qlinear {
+        eprintln!("{}: not a plain CNN; writing the QDQ form", model.display());
+        Int8Form::Qdq
+    } else {
+        form
+    };
+    let out = out.unwrap_or_else(|| {
+        model.with_extension(match form {
+            Int8Form::Qlinear => "int8.onnx",
+            Int8Form::Qdq => "qdq.onnx",
+        })
+    });
     if calibration_images == 0 {
         return Err(training::error::usage(anyhow::anyhow!(
             "the calibration set is empty: pass --calibration-images N with N > 0"
@@ -143,20 +150,49 @@ fn quantize_cmd(
     {
         tagger_core::preprocess::normalize_into(img, &info.normalization, o);
     }
-    let ranges = training::onnx::quantize::calibrate(&net, &info, &input, calib.len(), method)?;
-    let settings = training::onnx::quantize::QuantSettings::new(
-        &info,
-        form,
-        method,
-        &ranges,
-        calib.len(),
-        if station {
-            format!("training split, seed {seed}: half catalogue, half station frames (training scene, 1 in 10 empty)")
-        } else {
-            format!("training split, seed {seed}")
-        },
-    );
-    let q = training::onnx::quantize::int8_bytes(&net, &info, &ranges, &settings)?;
+    let source = if station {
+        format!("training split, seed {seed}: half catalogue, half station frames (training scene, 1 in 10 empty)")
+    } else {
+        format!("training split, seed {seed}")
+    };
+    let (q, settings) = match &net {
+        Some(net) => {
+            let ranges =
+                training::onnx::quantize::calibrate(net, &info, &input, calib.len(), method)?;
+            let settings = training::onnx::quantize::QuantSettings::new(
+                &info,
+                form,
+                method,
+                &ranges,
+                calib.len(),
+                source,
+            );
+            let q = training::onnx::quantize::int8_bytes(net, &info, &ranges, &settings)?;
+            (q, settings)
+        }
+        None => {
+            use training::onnx::qdq_graph;
+            let ranges = qdq_graph::calibrate(&bytes, &input, calib.len(), method)?;
+            let settings = training::onnx::quantize::QuantSettings {
+                form,
+                method,
+                calibration_images: calib.len(),
+                calibration_source: source,
+                weights: "int8 symmetric per output channel".into(),
+                activations: "u8 per tensor, asymmetric; ReLU6 as the output quantizer".into(),
+                input_scale: 0.0,
+                input_zero_point: 0,
+                activation_scales: ranges.values().map(|r| (r.1 - r.0) / 255.0).collect(),
+            };
+            let (q, convs) =
+                qdq_graph::qdq_bytes(&bytes, &ranges, &serde_json::to_string(&settings)?)?;
+            eprintln!(
+                "{convs} convolutions quantized, {} tensors calibrated",
+                ranges.len()
+            );
+            (q, settings)
+        }
+    };
     // tract must load and run it before it is written.
     tagger_core::model::Model::from_bytes(
         &q,

@@ -19,7 +19,7 @@ pub struct Args {
     /// The sender split; written when missing.
     #[arg(long, default_value = "models/real-split.json")]
     pub split: PathBuf,
-    /// Float ONNX models; `<model>.int8.onnx` is scored too when present.
+    /// Float ONNX models; `<model>.int8.onnx` (or `.qdq.onnx`) is scored too when present.
     #[arg(long, required = true, num_args = 1..)]
     pub model: Vec<PathBuf>,
     /// Also draw a page of real-val photos with every model's answer.
@@ -63,7 +63,7 @@ pub fn run(args: Args) -> Result<()> {
         };
         for (key, path) in [
             ("float", model.clone()),
-            ("int8", model.with_extension("int8.onnx")),
+            ("int8", super::int8_sibling(model)),
         ] {
             if !path.is_file() {
                 if key == "float" {

@@ -14,7 +14,7 @@ pub struct Args {
     pub input: super::DataArgs,
     #[arg(long, default_value = "models/negatives.json")]
     pub negatives: PathBuf,
-    /// Float ONNX model; `<model>.int8.onnx` is scored too when present.
+    /// Float ONNX model; `<model>.int8.onnx` (or `.qdq.onnx`) is scored too when present.
     #[arg(long)]
     pub model: PathBuf,
     /// Empty frames per part.
@@ -52,7 +52,7 @@ fn station_cmd(
     let split = Split::load(split_file)?;
     let neg = Negatives::load(negatives, split_file)?;
     let cache = open_cache_with(data, cache_dir, &split, Some(&neg))?;
-    let int8_path = model.with_extension("int8.onnx");
+    let int8_path = super::int8_sibling(model);
     let mut section = training::report::card::StationSection::default();
     for (key, path) in [("float", model.to_path_buf()), ("int8", int8_path)] {
         if !path.is_file() {

@@ -7,6 +7,7 @@
 //! types, so building the graph directly is short and fully tested against tract and burn.
 
 pub mod export;
+pub mod qdq_graph;
 pub mod quantize;
 pub mod temperature;
 

@@ -247,6 +247,24 @@ pub fn calibrate(
     Ok(ranges)
 }
 
+/// Conv weights `[c_out, ...]` as symmetric int8 per output channel, their scales, and the bias
+/// as int32 at `input_scale` x each channel's scale (what QLinearConv and QDQ biases take).
+pub fn per_channel_int8(w: &[f32], b: &[f32], input_scale: f32) -> (Vec<i8>, Vec<f32>, Vec<i32>) {
+    let c_out = b.len();
+    let per = w.len() / c_out;
+    let (mut wq, mut scales, mut bq) = (vec![0i8; w.len()], vec![0f32; c_out], vec![0i32; c_out]);
+    for o in 0..c_out {
+        let row = &w[o * per..(o + 1) * per];
+        let s = row.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12) / 127.0;
+        scales[o] = s;
+        for (q, &v) in wq[o * per..(o + 1) * per].iter_mut().zip(row) {
+            *q = (v / s).round().clamp(-127.0, 127.0) as i8;
+        }
+        bq[o] = (b[o] / (input_scale * s)).round() as i32;
+    }
+    (wq, scales, bq)
+}
+
 fn scalar_f32(name: &str, v: f32) -> pb::TensorProto {
     onnx::tensor_f32(name, &[], &[v])
 }
@@ -279,20 +297,7 @@ pub fn int8_model(
     let (mut x_scale, mut x_zp) = ("image.scale".to_string(), "image.zero_point".to_string());
     let mut in_scale = settings.input_scale;
     for (i, (c, &range)) in net.convs.iter().zip(ranges).enumerate() {
-        let per_out = c.w.len() / c.c_out;
-        let mut wq = vec![0i8; c.w.len()];
-        let mut w_scales = vec![0f32; c.c_out];
-        let mut bias_q = vec![0i32; c.c_out];
-        for o in 0..c.c_out {
-            let ws = &c.w[o * per_out..(o + 1) * per_out];
-            let max = ws.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-            let s = max / 127.0;
-            w_scales[o] = s;
-            for (q, &v) in wq[o * per_out..(o + 1) * per_out].iter_mut().zip(ws) {
-                *q = (v / s).round().clamp(-127.0, 127.0) as i8;
-            }
-            bias_q[o] = (c.b[o] / (in_scale * s)).round() as i32;
-        }
+        let (wq, w_scales, bias_q) = per_channel_int8(&c.w, &c.b, in_scale);
         let y_scale = range / 255.0;
         let names = |s: &str| format!("conv{i}.{s}");
         inits.push(onnx::tensor_i8(&names("weight_q"), &c.weight_dims(), &wq));

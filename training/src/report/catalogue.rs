@@ -373,7 +373,7 @@ pub(super) fn curves(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
 /// Float against int8, per model.
 pub(super) fn int8(md: &mut String, inp: &Inputs) -> Result<()> {
     writeln!(md, "\n## Float vs int8\n")?;
-    writeln!(md, "Static post-training quantization (`training quantize`): per-channel symmetric int8 weights, u8 activations calibrated on training images. Scored side by side by tract.\n")?;
+    writeln!(md, "Static post-training quantization (`training quantize`): per-channel symmetric int8 weights, u8 activations calibrated on training images. Scored side by side by tract. The fine-tuned backbone's int8 (QDQ) form is in its own section.\n")?;
     writeln!(md, "| model | float test | int8 test | delta | float val | int8 val | agreement (test) | largest class drop (test) | float size | int8 size |")?;
     writeln!(md, "|---|---|---|---|---|---|---|---|---|---|")?;
     for c in &inp.cards {

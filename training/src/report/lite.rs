@@ -178,7 +178,8 @@ pub fn section(md: &mut String, inp: &Inputs, img: &str) -> Result<()> {
     Ok(())
 }
 
-/// The kept models' cards: catalogue test, station test frames, real photos (float).
+/// The kept models' cards: catalogue test, station test frames, real photos (float, and int8
+/// where quantized).
 fn cards_table(md: &mut String, inp: &Inputs) -> Result<()> {
     let cards: Vec<&ModelCard> = inp.lites.iter().filter_map(|r| r.card.as_ref()).collect();
     if cards.is_empty() {
@@ -187,7 +188,8 @@ fn cards_table(md: &mut String, inp: &Inputs) -> Result<()> {
     writeln!(
         md,
         "The kept epoch of each run, exported and scored whole (model cards: `training lite`, \
-         then `training station` and `training real`; float):\n"
+         then `training station` and `training real`; float, and int8 where `training quantize` \
+         wrote it):\n"
     )?;
     writeln!(
         md,
@@ -195,25 +197,49 @@ fn cards_table(md: &mut String, inp: &Inputs) -> Result<()> {
     )?;
     writeln!(md, "|---|---|---|---|---|---|---|---|---|---|")?;
     for c in cards {
-        let st = c.station.as_ref().and_then(|s| s.float_test.as_ref());
-        let real = c.real.as_ref();
-        let rv = real.and_then(|r| r.float_val.as_ref());
-        let rt = real.and_then(|r| r.float_train.as_ref());
         let opt = |v: Option<f64>| v.map_or("-".into(), pct);
-        writeln!(
-            md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            c.model.name,
-            pct(c.model.metrics.val.accuracy),
-            pct(c.model.metrics.test.accuracy),
-            opt(st.map(|s| s.mild)),
-            opt(st.map(|s| s.hard)),
-            opt(st.map(|s| s.tray)),
-            opt(st.map(|s| s.empty_as_product)),
-            opt(rv.map(|r| r.balanced)),
-            opt(rv.and_then(|r| r.group("Footwear")).map(|g| g.accuracy)),
-            opt(rt.map(|r| r.balanced)),
-        )?;
+        let station = c.station.as_ref();
+        let real = c.real.as_ref();
+        // The float model, then its int8 form (QDQ) where `training quantize` wrote one.
+        let int8 = c
+            .int8
+            .as_ref()
+            .or(c.int8_qdq.as_ref())
+            .map(|q| &q.comparison);
+        let rows = [
+            (
+                c.model.name.clone(),
+                Some((c.model.metrics.val.accuracy, c.model.metrics.test.accuracy)),
+                station.and_then(|s| s.float_test.as_ref()),
+                real.and_then(|r| r.float_val.as_ref()),
+                real.and_then(|r| r.float_train.as_ref()),
+            ),
+            (
+                format!("{} int8", c.model.name),
+                int8.map(|q| (q.val.int8.accuracy, q.test.int8.accuracy)),
+                station.and_then(|s| s.int8_test.as_ref()),
+                real.and_then(|r| r.int8_val.as_ref()),
+                real.and_then(|r| r.int8_train.as_ref()),
+            ),
+        ];
+        for (i, (name, cat, st, rv, rt)) in rows.into_iter().enumerate() {
+            if i == 1 && cat.is_none() {
+                continue;
+            }
+            writeln!(
+                md,
+                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                opt(cat.map(|c| c.0)),
+                opt(cat.map(|c| c.1)),
+                opt(st.map(|s| s.mild)),
+                opt(st.map(|s| s.hard)),
+                opt(st.map(|s| s.tray)),
+                opt(st.map(|s| s.empty_as_product)),
+                opt(rv.map(|r| r.balanced)),
+                opt(rv.and_then(|r| r.group("Footwear")).map(|g| g.accuracy)),
+                opt(rt.map(|r| r.balanced)),
+            )?;
+        }
     }
     writeln!(md)?;
     Ok(())
