@@ -342,9 +342,10 @@ pub fn run(args: Args) -> Result<()> {
         after,
         max_catalogue_drop_pp: args.max_catalogue_drop,
         allowed_worse: refused.is_some(),
-        int8: "not written: `training quantize` does not read this family yet (TF-SAME pads, \
-               the enlargement's MatMuls)"
-            .into(),
+        int8: format!(
+            "not written here: `training quantize --model {}` writes its QDQ form",
+            args.out.display()
+        ),
         seconds: started.elapsed().as_secs_f64(),
         machine: training::eval::evaluate::machine(),
         reproduce: training::util::reproduce(),
