@@ -87,13 +87,20 @@ pub fn calibrate(float: &[u8], images: &[f32], n: usize, method: Calibration) ->
     let bytes = onnx::encode(&proto);
     const CHUNK: usize = 16;
     let mut ranges: Ranges = BTreeMap::new();
+    // One optimised plan per batch size (the full chunks, and the last one when shorter).
+    let mut plans = HashMap::new();
     for (ci, chunk) in images.chunks(CHUNK * IMAGE_LEN).enumerate() {
         let b = chunk.len() / IMAGE_LEN;
-        let plan = tagger_core::tract_onnx::onnx()
-            .model_for_read(&mut std::io::Cursor::new(&bytes))?
-            .with_input_fact(0, f32::fact([b, 3, HEIGHT as usize, WIDTH as usize]).into())?
-            .into_optimized()?
-            .into_runnable()?;
+        let plan = match plans.entry(b) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                tagger_core::tract_onnx::onnx()
+                    .model_for_read(&mut std::io::Cursor::new(&bytes))?
+                    .with_input_fact(0, f32::fact([b, 3, HEIGHT as usize, WIDTH as usize]).into())?
+                    .into_optimized()?
+                    .into_runnable()?,
+            ),
+        };
         let input = Tensor::from_shape(&[b, 3, HEIGHT as usize, WIDTH as usize], chunk)?;
         let out = plan
             .run(tvec!(input.into_tvalue()))
