@@ -388,18 +388,7 @@ fn augmentation_keeps_labels_and_shapes_and_spares_evaluation() {
         .iter()
         .map(|&(id, c)| training::fit::Sample::Product(id, c))
         .collect();
-    let batch = |seed| {
-        training::fit::make_batch(
-            &cfg.recipe,
-            &cfg.labels,
-            &cfg.normalization,
-            &cache,
-            &samples,
-            seed,
-            None,
-            &Default::default(),
-        )
-    };
+    let batch = |seed| fixture::batch(&cfg, &cache, &samples, seed);
     let (a, b) = (batch(5), batch(5));
     assert_eq!(a.n, 8);
     assert_eq!(a.input.len(), 8 * preprocess::IMAGE_LEN);

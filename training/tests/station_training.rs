@@ -54,18 +54,7 @@ fn station_training_learns_empty_belts() {
         training::fit::Sample::Empty(3),
         training::fit::Sample::Other(other),
     ];
-    let batch = |seed| {
-        training::fit::make_batch(
-            &cfg.recipe,
-            &cfg.labels,
-            &cfg.normalization,
-            &cache,
-            &samples,
-            seed,
-            None,
-            &Default::default(),
-        )
-    };
+    let batch = |seed| fixture::batch(&cfg, &cache, &samples, seed);
     let b = batch(1);
     assert_eq!(b.n, 3);
     assert_eq!(b.hard, vec![s.train[0].1 as i64, 2, -1]);
