@@ -9,8 +9,8 @@ if [[ -n ${ORT_DYLIB_PATH:-} ]]; then features=(--features ort); fi
 target=${CARGO_TARGET_DIR:-target}
 rm -rf "$target/criterion"
 cargo build --release --bin tag --example profile --example bench_report
-# The station binary, measured against the release one (sizes and speed).
-cargo build --profile device --bin tag
+# The station binary (no ONNX parser, no built-in model), measured against the release one.
+cargo build --profile device --no-default-features -p fashion-tagger --bin tag
 # The kernel-floor models (one 1-GFLOP conv, float and int8), written by the training crate.
 export BENCH_FLOOR_DIR="$target/kernel-floor"
 cargo run --release -p training --example kernel_floor -- "$BENCH_FLOOR_DIR"

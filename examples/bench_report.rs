@@ -345,9 +345,10 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The station binary (`--profile device`) beside the release one: sizes, x86_64 and,
-/// when `scripts/aarch64.sh` has built them, aarch64; speed of both x86_64 binaries measured
-/// alternately in this run; whether tract's SDOT int8 kernel was built for aarch64.
+/// The station binary (`--profile device --no-default-features`: no ONNX parser, no built-in
+/// model) beside the release one: sizes, x86_64 and, when `scripts/aarch64.sh` has built them,
+/// aarch64; speed of both x86_64 binaries measured alternately in this run, the station one on
+/// the NNEF form (`tag convert`); whether tract's SDOT int8 kernel was built for aarch64.
 fn device_binaries(md: &mut String, target: &Path) -> anyhow::Result<()> {
     let mib = |p: &Path| {
         std::fs::metadata(p)
@@ -357,58 +358,79 @@ fn device_binaries(md: &mut String, target: &Path) -> anyhow::Result<()> {
     let release = target.join("release/tag");
     let device = target.join("device/tag");
     let cross = target.join("aarch64-debian/aarch64-unknown-linux-gnu");
+    writeln!(md, "\n### Release and station binaries\n")?;
     writeln!(
         md,
-        "\n### Release and station (`device` profile) binaries\n"
-    )?;
-    writeln!(
-        md,
-        "`cargo build --profile device --bin tag`: stripped, fat LTO, one codegen unit (Cargo.toml); \
-         aarch64 built by `scripts/aarch64.sh` (`AARCH64_PROFILE=device` for the station one).\n"
+        "Station: `cargo build --profile device --no-default-features -p fashion-tagger --bin tag`: \
+         no ONNX parser and no built-in model (it runs `.nnef.tgz` files), stripped, fat LTO, one \
+         codegen unit, size-optimised but for tract's kernels and ops (Cargo.toml); aarch64 built \
+         by `scripts/aarch64.sh` (`AARCH64_PROFILE=device` for the station one).\n"
     )?;
     writeln!(md, "| binary | x86_64 MiB | aarch64 MiB |")?;
     writeln!(md, "|---|---|---|")?;
     let cell = |v: Option<f64>| v.map_or("not built".to_string(), |v| format!("{v:.1}"));
     for (name, x86, arm) in [
         ("release (unstripped)", &release, cross.join("release/tag")),
-        ("device (station)", &device, cross.join("device/tag")),
+        (
+            "station (`device` profile, no ONNX, no model)",
+            &device,
+            cross.join("device/tag"),
+        ),
     ] {
         writeln!(md, "| {name} | {} | {} |", cell(mib(x86)), cell(mib(&arm)))?;
     }
     if device.is_file() && release.is_file() {
+        writeln!(
+            md,
+            "\n`tag bench --iterations 2000` (1 thread), median of the p50 over 3 alternating rounds; \
+             the station binary runs the NNEF form of each model:\n"
+        )?;
+        writeln!(
+            md,
+            "| model | release, ONNX p50 ms | release, NNEF p50 ms | station, NNEF p50 ms | station / release |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|")?;
         let builtin = tagger::builtin::MODEL_FILE;
-        let int8 = builtin.replace(".onnx", ".int8.onnx");
-        writeln!(
-            md,
-            "\n`tag bench --iterations 2000` (1 thread), median of the p50 over 3 alternating rounds:\n"
-        )?;
-        writeln!(
-            md,
-            "| model | release p50 ms | device p50 ms | device / release |"
-        )?;
-        writeln!(md, "|---|---|---|---|")?;
-        // The built-in model may ship float only.
-        for model in [builtin, int8.as_str()] {
+        let qdq = builtin.replace(".onnx", ".qdq.onnx");
+        let dir = tempfile::tempdir()?;
+        for model in [builtin, qdq.as_str()] {
             if !Path::new(model).is_file() {
                 continue;
             }
-            let (mut r, mut d) = (vec![], vec![]);
+            let nnef = dir.path().join("model.nnef.tgz");
+            tagger::convert::to_nnef(Path::new(model), &nnef)?;
+            let nnef = nnef.to_string_lossy().into_owned();
+            let runs = [
+                (&release, model),
+                (&release, nnef.as_str()),
+                (&device, nnef.as_str()),
+            ];
+            let mut p50 = vec![vec![]; runs.len()];
             for _ in 0..3 {
-                for (bin, out) in [(&release, &mut r), (&device, &mut d)] {
+                for ((bin, file), out) in runs.iter().zip(&mut p50) {
                     let o = Command::new(bin)
                         .args(["bench", "--iterations", "2000", "--format", "json"])
-                        .args(["--model", model])
+                        .args(["--model", file])
                         .output()?;
                     let v: Value = serde_json::from_slice(&o.stdout)?;
                     out.push(v["p50_ms"].as_f64().unwrap_or(f64::NAN));
                 }
             }
-            let median = |v: &mut Vec<f64>| {
-                v.sort_by(f64::total_cmp);
-                v[v.len() / 2]
-            };
-            let (r, d) = (median(&mut r), median(&mut d));
-            writeln!(md, "| {model} | {r:.3} | {d:.3} | {:.2} |", d / r)?;
+            let m: Vec<f64> = p50
+                .into_iter()
+                .map(|mut v| {
+                    v.sort_by(f64::total_cmp);
+                    v[v.len() / 2]
+                })
+                .collect();
+            writeln!(
+                md,
+                "| {model} | {:.3} | {:.3} | {:.3} | {:.2} |",
+                m[0],
+                m[1],
+                m[2],
+                m[2] / m[0]
+            )?;
         }
     }
     // tract-linalg's build script sets this cfg only when the cross assembler accepts `sdot`.

@@ -1,7 +1,7 @@
 //! The `tag` application: the command line's libraries on top of the inference core
 //! ([`tagger_core`], re-exported here under the same module names).
 //!
-//! - [`builtin`]: the model compiled into `tag`.
+//! - [`builtin`]: the model compiled into `tag`; [`convert`]: a model's NNEF form.
 //! - [`inputs`], [`tagging`], [`output`]: files, folders and stdin tagged in batches, written as
 //!   human text, JSON lines or CSV.
 //! - [`advice`]: a warning when a model's form is the slow one on its runtime.
@@ -13,12 +13,16 @@
 //! - [`watch`]: camera stations (`tag watch`), with their TOML settings (`watch::config`) and
 //!   the verdict drawn onto frames (`watch::overlay`).
 
-pub use tagger_core::{backend, classify, fsio, limits, machine, metadata, model, preprocess};
+pub use tagger_core::{
+    backend, classify, format, fsio, limits, machine, metadata, model, preprocess,
+};
 
 pub mod advice;
 pub mod bench;
 pub mod builtin;
 pub mod collect;
+#[cfg(feature = "onnx")]
+pub mod convert;
 pub mod error;
 pub mod inputs;
 pub mod measure;
@@ -28,5 +32,6 @@ pub mod review;
 pub mod tagging;
 pub mod watch;
 
-/// Re-exported so the training crate writes ONNX with the very tract version `tag` runs.
+/// Re-exported for benchmarks and examples that build tract graphs themselves.
+#[cfg(feature = "onnx")]
 pub use tagger_core::tract_onnx;

@@ -29,15 +29,29 @@ fn pi4() -> tagger::watch::config::StationConfig {
 }
 
 /// The model the device files run, as this checkout has it: None for the built-in model, else
-/// the file of that name under models/.
+/// the file of that name under models/, or for an NNEF file not kept there, the NNEF form of
+/// the ONNX model of that name, converted once per test process (tests/nnef.rs checks the two
+/// forms agree).
 fn device_model() -> Option<String> {
+    static CONVERTED: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     pi4().model.path.map(|p| {
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("models")
-            .join(name)
-            .display()
-            .to_string()
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        let path = models.join(&name);
+        match name.strip_suffix(".nnef.tgz") {
+            Some(stem) if !path.exists() => CONVERTED
+                .get_or_init(|| {
+                    let dir =
+                        std::env::temp_dir().join(format!("tag-station-{}", std::process::id()));
+                    std::fs::create_dir_all(&dir).unwrap();
+                    let out = dir.join(&name);
+                    tagger::convert::to_nnef(&models.join(format!("{stem}.onnx")), &out).unwrap();
+                    out
+                })
+                .display()
+                .to_string(),
+            _ => path.display().to_string(),
+        }
     })
 }
 

@@ -4,6 +4,7 @@
 //! - [`preprocess`]: the single preprocessing path (decode, ROI, fit, normalise).
 //! - [`metadata`]: what a model file says about itself (labels, normalisation, version).
 //! - [`backend`]: tract (default) and onnxruntime (feature `ort`).
+//! - [`format`]: ONNX and NNEF model files (NNEF needs no ONNX parser).
 //! - [`model`]: loading a model file or bytes into a backend.
 //! - [`classify`]: softmax, top-k, needs-review threshold, the `none` class.
 //! - [`limits`]: bounded reads of untrusted files and tensors.
@@ -14,12 +15,16 @@
 pub mod backend;
 pub mod classify;
 pub mod collection;
+pub mod format;
 pub mod fsio;
 pub mod limits;
 pub mod machine;
 pub mod metadata;
 pub mod model;
+mod nnef_ops;
 pub mod preprocess;
 
+pub use tract_nnef;
 /// Re-exported so the training crate writes ONNX with the very tract version `tag` runs.
+#[cfg(feature = "onnx")]
 pub use tract_onnx;

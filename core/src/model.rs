@@ -1,12 +1,10 @@
-//! A loaded classifier: the ONNX bytes, their self-description and a backend to run them.
+//! A loaded classifier: the model file's bytes (ONNX or NNEF), their self-description and a backend to run them.
 
 use crate::backend::{self, Backend, BackendKind};
 use crate::metadata::ModelInfo;
 use crate::preprocess::{self, IMAGE_LEN};
 use anyhow::{anyhow, bail, Context, Result};
-use std::io::Cursor;
 use std::path::Path;
-use tract_onnx::prelude::Framework;
 
 pub struct Model {
     pub info: ModelInfo,
@@ -16,15 +14,9 @@ pub struct Model {
     backend: Box<dyn Backend>,
 }
 
-/// Reads the self-description in an ONNX file without building a runnable model.
-pub fn read_info(onnx: &[u8]) -> Result<ModelInfo> {
-    let proto = tract_onnx::onnx()
-        .proto_model_for_read(&mut Cursor::new(onnx))
-        .map_err(|e| anyhow!("not an ONNX model: {e:#}"))?;
-    let props = &proto.metadata_props;
-    Ok(ModelInfo::from_props(|k| {
-        props.iter().find(|p| p.key == k).map(|p| p.value.clone())
-    })?)
+/// Reads the self-description in a model file (ONNX or NNEF) without building a runnable model.
+pub fn read_info(bytes: &[u8]) -> Result<ModelInfo> {
+    crate::format::read_info(bytes)
 }
 
 impl Model {

@@ -40,6 +40,12 @@ pub struct OrtBackend {
 
 impl OrtBackend {
     pub fn new(onnx: &[u8], threads: usize) -> Result<Self> {
+        if crate::format::Format::sniff(onnx) == crate::format::Format::Nnef {
+            anyhow::bail!(
+                "onnxruntime reads ONNX models only and this one is NNEF: give its .onnx file, \
+                 or run this one with --backend tract"
+            );
+        }
         let env = environment()?;
         let session = Session::builder(env)
             .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::Level3)?))

@@ -1,6 +1,6 @@
-//! tract backend: the default, pure Rust, no system libraries.
+//! tract backend: the default, pure Rust, no system libraries; reads ONNX and NNEF files.
 //!
-//! The ONNX graph is decluttered once with a symbolic batch dimension; a fully optimised plan is
+//! The graph is decluttered once with a symbolic batch dimension; a fully optimised plan is
 //! then built per batch size actually used (batch 1 for single images and frames, the folder
 //! batch size, the last partial batch) because tract optimises best with concrete shapes.
 
@@ -8,9 +8,8 @@ use super::Backend;
 use crate::preprocess::{CHANNELS, HEIGHT, WIDTH};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
-use std::io::Cursor;
 use std::sync::{Arc, Mutex};
-use tract_onnx::prelude::*;
+use tract_nnef::prelude::*;
 
 type Plan = Arc<TypedRunnableModel>;
 
@@ -23,15 +22,9 @@ pub struct TractBackend {
 }
 
 impl TractBackend {
-    pub fn new(onnx: &[u8], threads: usize) -> Result<Self> {
+    pub fn new(bytes: &[u8], threads: usize) -> Result<Self> {
         set_threads(threads);
-        let model = tract_onnx::onnx()
-            .model_for_read(&mut Cursor::new(onnx))
-            .map_err(|e| anyhow!("not a loadable ONNX model: {e:#}"))?
-            .into_typed()
-            .map_err(|e| anyhow!("ONNX model could not be typed by tract: {e:#}"))?
-            .into_decluttered()
-            .map_err(|e| anyhow!("ONNX model could not be simplified by tract: {e:#}"))?;
+        let model = crate::format::typed_model(bytes)?;
         if model.inputs.len() != 1 || model.outputs.is_empty() {
             bail!(
                 "model has {} inputs and {} outputs; expected one image input and a logits output \

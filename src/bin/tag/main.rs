@@ -3,6 +3,8 @@
 //! is in the `tagger` library.
 
 mod bench;
+#[cfg(feature = "onnx")]
+mod convert;
 mod files;
 mod review;
 mod shared;
@@ -23,6 +25,7 @@ Examples:
   tag bench --iterations 500 --format json     latency, throughput, memory
   tag watch --source /dev/video0               a camera station (see tag watch --help)
   tag review collected/                        label what a station collected, in a browser
+  tag convert models/my.onnx                   the NNEF form the station build runs
 
 Exit status: 0 all tagged, 1 some inputs failed (the rest are still tagged), 2 usage or model error.";
 
@@ -48,10 +51,13 @@ enum Cmd {
     Watch(Box<watch::WatchArgs>),
     /// Label the frames a station collected (`tag watch --collect`) in a browser.
     Review(review::ReviewArgs),
+    /// Write a model's NNEF form, which the station build of `tag` runs.
+    #[cfg(feature = "onnx")]
+    Convert(convert::ConvertArgs),
 }
 
 fn long_version() -> String {
-    match model::read_info(tagger::builtin::MODEL_BYTES) {
+    match tagger::builtin::bytes().and_then(model::read_info) {
         Ok(i) => {
             let none = i.labels.iter().any(|l| l == tagger::classify::NONE);
             format!(
@@ -65,10 +71,7 @@ fn long_version() -> String {
                 tagger::builtin::MODEL_FILE
             )
         }
-        Err(e) => format!(
-            "{} (built-in model unreadable: {e})",
-            env!("CARGO_PKG_VERSION")
-        ),
+        Err(e) => format!("{} ({e:#})", env!("CARGO_PKG_VERSION")),
     }
 }
 
@@ -85,6 +88,8 @@ fn main() -> ExitCode {
         Some(Cmd::Bench(args)) => ("tag", bench::run(&args)),
         Some(Cmd::Watch(args)) => ("tag watch", watch::run(*args)),
         Some(Cmd::Review(args)) => ("tag review", review::run(args)),
+        #[cfg(feature = "onnx")]
+        Some(Cmd::Convert(args)) => ("tag convert", convert::run(args)),
         None => ("tag", files::run(cli.tag)),
     };
     exit_code(who, outcome)

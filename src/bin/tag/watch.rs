@@ -225,6 +225,6 @@ fn model_sha256(path: Option<&std::path::Path>) -> anyhow::Result<String> {
     Ok(tagger::watch::reload::sha256(&match path {
         Some(p) => std::fs::read(p)
             .map_err(|e| anyhow::anyhow!("cannot read model {}: {e}", p.display()))?,
-        None => tagger::builtin::MODEL_BYTES.to_vec(),
+        None => tagger::builtin::bytes()?.to_vec(),
     }))
 }
