@@ -57,8 +57,9 @@ fn nnef() -> tract_nnef::framework::Nnef {
 }
 
 fn nnef_model(bytes: &[u8]) -> Result<TypedModel> {
+    let tar = bounded_tar(bytes)?;
     nnef()
-        .model_for_read(&mut Cursor::new(bytes))
+        .model_for_read(&mut Cursor::new(&tar[..]))
         .map_err(|e| anyhow!("not a loadable NNEF model: {e:#}"))?
         .into_decluttered()
         .map_err(|e| anyhow!("NNEF model could not be simplified by tract: {e:#}"))
@@ -85,12 +86,71 @@ fn onnx_model(_bytes: &[u8]) -> Result<TypedModel> {
     )
 }
 
+/// The archive as a plain tar, checked before tract reads it: tract-nnef inflates every entry
+/// and allocates each weight tensor from the shape its `.dat` header declares before reading
+/// it, so a few hostile bytes could ask for gigabytes. Here the inflated archive stays within
+/// [`MAX_MODEL_BYTES`](crate::limits::MAX_MODEL_BYTES) and every tensor must hold the bytes
+/// its header declares, at most [`MAX_TENSOR_BYTES`](crate::limits::MAX_TENSOR_BYTES).
+fn bounded_tar(bytes: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let limit = crate::limits::MAX_MODEL_BYTES;
+    let mut tar = Vec::new();
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::GzDecoder::new(bytes)
+            .take(limit + 1)
+            .read_to_end(&mut tar)
+            .map_err(|e| anyhow!("not a loadable NNEF model: its gzip stream is broken ({e})"))?;
+        if tar.len() as u64 > limit {
+            bail!(
+                "NNEF model expands past {} MiB: not a model this tagger can run",
+                limit >> 20
+            );
+        }
+    } else {
+        tar = bytes.to_vec();
+    }
+    let mut archive = tar::Archive::new(&tar[..]);
+    let entries = archive
+        .entries()
+        .map_err(|e| anyhow!("not a loadable NNEF model: {e}"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| anyhow!("not a loadable NNEF model: {e}"))?;
+        let path = entry
+            .path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        if !path.ends_with(".dat") {
+            continue;
+        }
+        let mut header = [0u8; 128];
+        let held = entry.size().saturating_sub(128);
+        entry
+            .read_exact(&mut header)
+            .map_err(|_| anyhow!("NNEF tensor {path} is shorter than its 128-byte header"))?;
+        let word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().unwrap()) as u128;
+        let rank = word(8) as usize;
+        if rank > 8 {
+            bail!("NNEF tensor {path} declares rank {rank} (at most 8)");
+        }
+        let items: u128 = (0..rank).map(|i| word(12 + 4 * i)).product();
+        let declared = (items * word(44)).div_ceil(8);
+        if declared > held as u128 || declared > crate::limits::MAX_TENSOR_BYTES as u128 {
+            bail!(
+                "NNEF tensor {path} declares {declared} bytes but holds {held}: not a model this \
+                 tagger can run"
+            );
+        }
+    }
+    Ok(tar)
+}
+
 /// The self-description of a model file of either format, without optimising it for a run.
 pub fn read_info(bytes: &[u8]) -> Result<ModelInfo> {
     match Format::sniff(bytes) {
         Format::Nnef => {
+            let tar = bounded_tar(bytes)?;
             let model = nnef()
-                .model_for_read(&mut Cursor::new(bytes))
+                .model_for_read(&mut Cursor::new(&tar[..]))
                 .map_err(|e| anyhow!("not a loadable NNEF model: {e:#}"))?;
             info_from_properties(&model)
         }
@@ -170,6 +230,47 @@ mod tests {
         assert_eq!(Format::sniff(&tar), Format::Nnef);
         assert_eq!(Format::sniff(&[0x08, 0x07, 0x12]), Format::Onnx);
         assert_eq!(Format::sniff(&[]), Format::Onnx);
+    }
+
+    /// A tar holding one `.dat` entry with this header and `data` after it.
+    fn archive_with_tensor(dims: &[u32], bits: u32, data: usize) -> Vec<u8> {
+        let mut dat = vec![0u8; 128 + data];
+        dat[..2].copy_from_slice(&[0x4e, 0xef]);
+        dat[8..12].copy_from_slice(&(dims.len() as u32).to_le_bytes());
+        for (i, d) in dims.iter().enumerate() {
+            dat[12 + 4 * i..16 + 4 * i].copy_from_slice(&d.to_le_bytes());
+        }
+        dat[44..48].copy_from_slice(&bits.to_le_bytes());
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(dat.len() as u64);
+        h.set_cksum();
+        b.append_data(&mut h, "w.dat", &dat[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_tensor_must_hold_what_its_header_declares() {
+        assert!(bounded_tar(&archive_with_tensor(&[2, 3], 32, 24)).is_ok());
+        let err = bounded_tar(&archive_with_tensor(&[65536, 65536, 64], 32, 24))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("w.dat") && err.contains("holds 24"), "{err}");
+        let err = typed_model(&archive_with_tensor(&[1; 9], 8, 1)).unwrap_err();
+        assert!(err.to_string().contains("rank 9"), "{err}");
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_refused_before_tract_sees_it() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..=(crate::limits::MAX_MODEL_BYTES >> 20) {
+            std::io::Write::write_all(&mut gz, &zeros).unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+        let err = typed_model(&bomb).unwrap_err().to_string();
+        assert!(err.contains("expands past"), "{err}");
     }
 
     #[test]
