@@ -71,6 +71,15 @@ fn long_version() -> String {
                 tagger::builtin::MODEL_FILE
             )
         }
+        Err(_) if !cfg!(feature = "builtin") => format!(
+            "{} (station build: no built-in model, {} models only)",
+            env!("CARGO_PKG_VERSION"),
+            if cfg!(feature = "onnx") {
+                "ONNX and NNEF"
+            } else {
+                "NNEF"
+            }
+        ),
         Err(e) => format!("{} ({e:#})", env!("CARGO_PKG_VERSION")),
     }
 }
