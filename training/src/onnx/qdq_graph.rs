@@ -133,6 +133,36 @@ fn u8_params((lo, hi): (f32, f32)) -> (f32, u8) {
     (scale, (-lo / scale).round().clamp(0.0, 255.0) as u8)
 }
 
+/// Activation `input` quantized to u8 over `range`: its scale and zero point initializers
+/// (`{id}.{side}_scale`, `{id}.{side}_zp`) and the QuantizeLinear node writing `{id}.{side}_q`.
+/// Returns (quantized name, scale name, zero point name, scale).
+fn quantize_u8(
+    id: &str,
+    side: &str,
+    input: &str,
+    range: (f32, f32),
+    inits: &mut Vec<pb::TensorProto>,
+    nodes: &mut Vec<pb::NodeProto>,
+) -> (String, String, String, f32) {
+    let (s, zp) = u8_params(range);
+    let (sn, zn, qn) = (
+        format!("{id}.{side}_scale"),
+        format!("{id}.{side}_zp"),
+        format!("{id}.{side}_q"),
+    );
+    inits.push(onnx::tensor_f32(&sn, &[], &[s]));
+    inits.push(onnx::tensor_u8(&zn, &[], &[zp]));
+    let ins = [input, sn.as_str(), zn.as_str()];
+    nodes.push(onnx::node(
+        "QuantizeLinear",
+        &format!("{id}.q{side}"),
+        &ins,
+        &[qn.as_str()],
+        vec![],
+    ));
+    (qn, sn, zn, s)
+}
+
 /// The QDQ int8 model of the float model `float` with calibrated `ranges`, its metadata saying
 /// how (`settings`, JSON). Returns the bytes and the number of convolutions quantized.
 pub fn qdq_bytes(float: &[u8], ranges: &Ranges, settings: &str) -> Result<(Vec<u8>, usize)> {
@@ -172,22 +202,8 @@ pub fn qdq_bytes(float: &[u8], ranges: &Ranges, settings: &str) -> Result<(Vec<u
             let range = *ranges
                 .get(&x)
                 .with_context(|| format!("no calibrated range for {x}"))?;
-            let (s, zp) = u8_params(range);
-            let (sn, zn, qn) = (
-                format!("{id}.x_scale"),
-                format!("{id}.x_zp"),
-                format!("{id}.x_q"),
-            );
-            new_inits.push(onnx::tensor_f32(&sn, &[], &[s]));
-            new_inits.push(onnx::tensor_u8(&zn, &[], &[zp]));
-            nodes.push(node(
-                "QuantizeLinear",
-                format!("{id}.qx"),
-                &[&x, &sn, &zn],
-                &qn,
-                false,
-            ));
-            quantized.insert(x.clone(), (qn, sn, zn, s));
+            let q = quantize_u8(&id, "x", &x, range, &mut new_inits, &mut nodes);
+            quantized.insert(x.clone(), q);
         }
         let (xq, xs, xz, x_scale) = quantized[&x].clone();
         let xdq = format!("{id}.x_dq");
@@ -270,29 +286,15 @@ pub fn qdq_bytes(float: &[u8], ranges: &Ranges, settings: &str) -> Result<(Vec<u
                 (out, r)
             }
         };
-        let (s, zp) = u8_params(range);
-        let (sn, zn, qn) = (
-            format!("{id}.y_scale"),
-            format!("{id}.y_zp"),
-            format!("{id}.y_q"),
-        );
-        new_inits.push(onnx::tensor_f32(&sn, &[], &[s]));
-        new_inits.push(onnx::tensor_u8(&zn, &[], &[zp]));
-        nodes.push(node(
-            "QuantizeLinear",
-            format!("{id}.qy"),
-            &[&y, &sn, &zn],
-            &qn,
-            false,
-        ));
+        let q = quantize_u8(&id, "y", &y, range, &mut new_inits, &mut nodes);
         nodes.push(node(
             "DequantizeLinear",
             format!("{id}.dqy"),
-            &[&qn, &sn, &zn],
+            &[&q.0, &q.1, &q.2],
             &out,
             false,
         ));
-        quantized.insert(out, (qn, sn, zn, s));
+        quantized.insert(out, q);
     }
     if convs == 0 {
         bail!("the model has no convolution to quantize");
