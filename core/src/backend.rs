@@ -6,6 +6,7 @@ pub mod tract;
 #[cfg(feature = "ort")]
 pub mod ort;
 
+use crate::metadata::ModelInfo;
 use anyhow::Result;
 
 /// Runs a classifier on a batch.
@@ -67,16 +68,35 @@ impl std::fmt::Display for BackendKind {
     }
 }
 
-/// Builds the backend for a model file's bytes.
-pub fn load(kind: BackendKind, onnx: &[u8], threads: usize) -> Result<Box<dyn Backend>> {
+/// Builds the backend for a model file's bytes, with the file's self-description. tract takes
+/// it from the graph it loads (tract keeps the metadata as model properties), so the file is
+/// parsed once; onnxruntime gets it from the ONNX metadata first.
+pub fn load(
+    kind: BackendKind,
+    bytes: &[u8],
+    threads: usize,
+) -> Result<(Box<dyn Backend>, ModelInfo)> {
     match kind {
-        BackendKind::Tract => Ok(Box::new(tract::TractBackend::new(onnx, threads)?)),
+        BackendKind::Tract => {
+            let graph = crate::format::typed_model(bytes)?;
+            let info = crate::format::info_from_properties(&graph)?;
+            Ok((
+                Box::new(tract::TractBackend::from_model(graph, threads)?),
+                info,
+            ))
+        }
         #[cfg(feature = "ort")]
-        BackendKind::Ort => Ok(Box::new(ort::OrtBackend::new(onnx, threads)?)),
+        BackendKind::Ort => {
+            let info = crate::format::read_info(bytes)?;
+            Ok((Box::new(ort::OrtBackend::new(bytes, threads)?), info))
+        }
         #[cfg(not(feature = "ort"))]
-        BackendKind::Ort => anyhow::bail!(
-            "this `tag` was built without onnxruntime support: rebuild with `--features ort` \
-             and set ORT_DYLIB_PATH to libonnxruntime.so"
-        ),
+        BackendKind::Ort => {
+            crate::format::read_info(bytes)?;
+            anyhow::bail!(
+                "this `tag` was built without onnxruntime support: rebuild with `--features ort` \
+                 and set ORT_DYLIB_PATH to libonnxruntime.so"
+            )
+        }
     }
 }

@@ -13,6 +13,8 @@ use tract_nnef::prelude::*;
 
 /// Prefix tract gives an ONNX model's `metadata_props` among its properties.
 const PROPERTY_PREFIX: &str = "onnx.metadata_props.";
+/// The first two bytes of a gzip stream.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// How a model file is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,19 +27,12 @@ impl Format {
     /// NNEF archives start with gzip's magic or carry tar's `ustar` mark; anything else is taken
     /// for ONNX (a protobuf has no magic) and its parser says whether it is one.
     pub fn sniff(bytes: &[u8]) -> Format {
-        let gzip = bytes.starts_with(&[0x1f, 0x8b]);
+        let gzip = bytes.starts_with(&GZIP_MAGIC);
         let tar = bytes.get(257..262) == Some(b"ustar".as_slice());
         if gzip || tar {
             Format::Nnef
         } else {
             Format::Onnx
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Onnx => "ONNX",
-            Format::Nnef => "NNEF",
         }
     }
 }
@@ -95,7 +90,7 @@ fn bounded_tar(bytes: &[u8]) -> Result<Vec<u8>> {
     use std::io::Read;
     let limit = crate::limits::MAX_MODEL_BYTES;
     let mut tar = Vec::new();
-    if bytes.starts_with(&[0x1f, 0x8b]) {
+    if bytes.starts_with(&GZIP_MAGIC) {
         flate2::read::GzDecoder::new(bytes)
             .take(limit + 1)
             .read_to_end(&mut tar)

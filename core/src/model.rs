@@ -34,8 +34,7 @@ impl Model {
         kind: BackendKind,
         threads: usize,
     ) -> Result<Self> {
-        let info = read_info(bytes)?;
-        let backend = backend::load(kind, bytes, threads)?;
+        let (backend, info) = backend::load(kind, bytes, threads)?;
         let model = Self {
             info,
             source,

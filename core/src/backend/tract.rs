@@ -22,9 +22,14 @@ pub struct TractBackend {
 }
 
 impl TractBackend {
+    /// A model file's bytes (ONNX or NNEF).
     pub fn new(bytes: &[u8], threads: usize) -> Result<Self> {
+        Self::from_model(crate::format::typed_model(bytes)?, threads)
+    }
+
+    /// A graph already loaded and decluttered ([`crate::format::typed_model`]).
+    pub fn from_model(model: TypedModel, threads: usize) -> Result<Self> {
         set_threads(threads);
-        let model = crate::format::typed_model(bytes)?;
         if model.inputs.len() != 1 || model.outputs.is_empty() {
             bail!(
                 "model has {} inputs and {} outputs; expected one image input and a logits output \
