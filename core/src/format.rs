@@ -86,11 +86,11 @@ fn onnx_model(_bytes: &[u8]) -> Result<TypedModel> {
 /// it, so a few hostile bytes could ask for gigabytes. Here the inflated archive stays within
 /// [`MAX_MODEL_BYTES`](crate::limits::MAX_MODEL_BYTES) and every tensor must hold the bytes
 /// its header declares, at most [`MAX_TENSOR_BYTES`](crate::limits::MAX_TENSOR_BYTES).
-fn bounded_tar(bytes: &[u8]) -> Result<Vec<u8>> {
+fn bounded_tar(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>> {
     use std::io::Read;
     let limit = crate::limits::MAX_MODEL_BYTES;
-    let mut tar = Vec::new();
-    if bytes.starts_with(&GZIP_MAGIC) {
+    let tar = if bytes.starts_with(&GZIP_MAGIC) {
+        let mut tar = Vec::new();
         flate2::read::GzDecoder::new(bytes)
             .take(limit + 1)
             .read_to_end(&mut tar)
@@ -101,9 +101,10 @@ fn bounded_tar(bytes: &[u8]) -> Result<Vec<u8>> {
                 limit >> 20
             );
         }
+        std::borrow::Cow::Owned(tar)
     } else {
-        tar = bytes.to_vec();
-    }
+        std::borrow::Cow::Borrowed(bytes)
+    };
     let mut archive = tar::Archive::new(&tar[..]);
     let entries = archive
         .entries()
