@@ -1,6 +1,8 @@
 //! Where tract spends its time: runs a model at batch 1 and times every node of the optimised
 //! plan. `cargo run --release --example profile -- models/baseline.onnx [iterations]`
-//! Prints a Markdown table, slowest node first.
+//! Prints a Markdown table, slowest node first. `--nhwc` first applies tract's `conv_nhwc`
+//! transform (convolutions run channel-last). Depthwise convolutions run on the project's kernel
+//! as in `tag` (`TAG_DEPTHWISE=tract` for tract's own).
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -8,7 +10,8 @@ use std::time::Instant;
 use tagger::tract_onnx::prelude::*;
 
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
+    let nhwc = std::env::args().any(|a| a == "--nhwc");
+    let mut args = std::env::args().skip(1).filter(|a| a != "--nhwc");
     let path = args.next().unwrap_or_else(|| "models/baseline.onnx".into());
     let iterations: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(500);
     let bytes = std::fs::read(&path)?;
@@ -16,15 +19,22 @@ fn main() -> anyhow::Result<()> {
         .model_for_read(&mut Cursor::new(bytes))?
         .into_typed()?
         .into_decluttered()?;
+    let model = if nhwc {
+        let t = tagger::tract_onnx::tract_core::transform::get_transform("conv_nhwc")?
+            .ok_or_else(|| anyhow::anyhow!("tract has no conv_nhwc transform"))?;
+        t.transform_into(model)?.into_decluttered()?
+    } else {
+        model
+    };
     let subs: HashMap<Symbol, TDim> = model.input_fact(0)?.shape.to_tvec()[0]
         .symbols()
         .into_iter()
         .map(|s| (s, TDim::Val(1)))
         .collect();
-    let plan = model
-        .set_symbols(&subs)?
-        .into_optimized()?
-        .into_runnable()?;
+    let mut model = model.set_symbols(&subs)?;
+    let replaced = tagger_core::backend::tract::depthwise_op::rewrite(&mut model)?;
+    eprintln!("{replaced} depthwise convolutions on the project's kernel");
+    let plan = model.into_optimized()?.into_runnable()?;
     let input: TValue = Tensor::zero::<f32>(&[1, 3, 80, 60])?.into();
     let mut state = plan.spawn()?;
     let mut per_node: HashMap<usize, (String, String, f64)> = HashMap::new();

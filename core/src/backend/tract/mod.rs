@@ -4,6 +4,9 @@
 //! then built per batch size actually used (batch 1 for single images and frames, the folder
 //! batch size, the last partial batch) because tract optimises best with concrete shapes.
 
+mod depthwise_kernel;
+pub mod depthwise_op;
+
 use super::Backend;
 use crate::preprocess::{CHANNELS, HEIGHT, WIDTH};
 use anyhow::{anyhow, bail, Context, Result};
@@ -78,7 +81,7 @@ impl TractBackend {
             .iter()
             .map(|s| (s.clone(), TDim::Val(n as i64)))
             .collect();
-        let concrete = self
+        let mut concrete = self
             .model
             .set_symbols(&subs)
             .map_err(|e| anyhow!("tract could not fix the batch size {n}: {e:#}"))?;
@@ -102,6 +105,8 @@ impl TractBackend {
                 }
             }
         }
+        depthwise_op::rewrite(&mut concrete)
+            .map_err(|e| anyhow!("could not set up the depthwise kernel: {e:#}"))?;
         let plan = concrete
             .into_optimized()
             .and_then(|m| m.into_runnable())

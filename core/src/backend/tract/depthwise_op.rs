@@ -1,0 +1,262 @@
+//! A tract operator running [`super::depthwise_kernel`], and the rewrite that puts it in place
+//! of tract's own depthwise convolution before a plan is optimised.
+//!
+//! Only float NCHW depthwise convolutions with constant weights, no dilation and a concrete
+//! input shape are rewritten; anything else (int8, grouped but not depthwise) stays tract's.
+//! The rewrite runs on the concrete graph a plan is built from, so model files never contain
+//! the operator. `TAG_DEPTHWISE=tract` keeps tract's own (for comparison: `tag bench`,
+//! docs/speed.md).
+
+use super::depthwise_kernel::{depthwise, Geometry};
+use tract_nnef::internal::*;
+use tract_nnef::tract_core::ops::cnn::{Conv, KernelFormat};
+use tract_nnef::tract_core::ops::nn::DataFormat;
+
+/// Environment variable that keeps tract's own depthwise convolution when set to `tract`.
+pub const ENV: &str = "TAG_DEPTHWISE";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FastDepthwise {
+    geometry: Geometry,
+}
+
+impl Op for FastDepthwise {
+    fn name(&self) -> StaticName {
+        "FastDepthwise".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{:?}", self.geometry)])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for FastDepthwise {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (input, taps, bias) = args_3!(inputs);
+        let g = &self.geometry;
+        let input = input.try_as_plain_ram()?;
+        let input = input.as_slice::<f32>()?;
+        ensure!(
+            input.len() == g.input_len(),
+            "FastDepthwise input has the wrong size"
+        );
+        let taps = taps.try_as_plain_ram()?;
+        let bias = bias.try_as_plain_ram()?;
+        let mut out = vec![0f32; g.output_len()];
+        depthwise(
+            g,
+            input,
+            taps.as_slice::<f32>()?,
+            bias.as_slice::<f32>()?,
+            &mut out,
+        );
+        let out =
+            tract_ndarray::Array4::from_shape_vec((g.batch, g.channels, g.out_h, g.out_w), out)?
+                .into_tensor();
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for FastDepthwise {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let g = &self.geometry;
+        ensure!(inputs.len() == 3 && inputs[0].datum_type == f32::datum_type());
+        Ok(tvec!(f32::fact([g.batch, g.channels, g.out_h, g.out_w])))
+    }
+
+    fn cost(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let g = &self.geometry;
+        Ok(tvec!((
+            Cost::FMA(f32::datum_type()),
+            (g.output_len() * g.taps()).to_dim()
+        )))
+    }
+
+    as_op!();
+}
+
+/// Replaces every depthwise convolution the kernel covers; returns how many it replaced.
+/// Does nothing when [`ENV`] says `tract`.
+pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
+    if std::env::var(ENV).is_ok_and(|v| v == "tract") {
+        return Ok(0);
+    }
+    let before = count(model);
+    Rewriter::<()>::default()
+        .with_rule_for("fast-depthwise", rule)
+        .rewrite(&(), model)?;
+    Ok(count(model) - before)
+}
+
+fn count(model: &TypedModel) -> usize {
+    model
+        .nodes()
+        .iter()
+        .filter(|n| n.op_is::<FastDepthwise>())
+        .count()
+}
+
+fn rule(
+    _ctx: &(),
+    model: &TypedModel,
+    node: &TypedNode,
+    name: &str,
+    conv: &Conv,
+) -> TractResult<Option<TypedModelPatch>> {
+    let spec = &conv.pool_spec;
+    let c = conv.input_channels();
+    rule_if!(conv.q_params.is_none() && node.inputs.len() == 3);
+    rule_if!(spec.data_format == DataFormat::NCHW && conv.kernel_fmt == KernelFormat::OIHW);
+    rule_if!(c > 1 && conv.group == c && conv.output_channels() == c);
+    rule_if!(spec.kernel_shape.len() == 2 && spec.dilations().iter().all(|&d| d == 1));
+    let fact = model.outlet_fact(node.inputs[0])?;
+    rule_if!(fact.datum_type == f32::datum_type());
+    rule_if_some!(shape = fact.shape.as_concrete());
+    rule_if_some!(kernel = model.outlet_fact(node.inputs[1])?.konst.clone());
+    rule_if_some!(bias = model.outlet_fact(node.inputs[2])?.konst.clone());
+    rule_if!(shape.len() == 4 && shape[1] == c);
+    let padding = spec.computed_padding(&shape[2..]);
+    let strides = spec.strides();
+    let geometry = Geometry {
+        batch: shape[0],
+        channels: c,
+        height: shape[2],
+        width: shape[3],
+        kernel_h: spec.kernel_shape[0],
+        kernel_w: spec.kernel_shape[1],
+        stride_h: strides[0],
+        stride_w: strides[1],
+        pad_top: padding[0].pad_before,
+        pad_left: padding[1].pad_before,
+        out_h: padding[0].convoluted,
+        out_w: padding[1].convoluted,
+    };
+    rule_if!(geometry.out_h > 0 && geometry.out_w > 0 && geometry.stride_h * geometry.stride_w > 0);
+    let kernel = kernel.cast_to::<f32>()?;
+    let kernel = kernel.try_as_plain_ram()?;
+    let kernel = kernel.as_slice::<f32>()?;
+    let taps = geometry.taps();
+    rule_if!(kernel.len() == c * taps);
+    // OIHW [c, 1, kh, kw] to tap-major [kh * kw, c].
+    let mut tap_major = vec![0f32; c * taps];
+    for (ch, filter) in kernel.chunks_exact(taps).enumerate() {
+        for (t, w) in filter.iter().enumerate() {
+            tap_major[t * c + ch] = *w;
+        }
+    }
+    let bias = bias.cast_to::<f32>()?;
+    let bias = bias.try_as_plain_ram()?;
+    let bias = bias.as_slice::<f32>()?;
+    let bias = match bias.len() {
+        1 => vec![bias[0]; c],
+        n if n == c => bias.to_vec(),
+        _ => return Ok(None),
+    };
+    let mut patch = TypedModelPatch::default();
+    let input = patch.tap_model(model, node.inputs[0])?;
+    let taps = patch.add_const(
+        format!("{name}.taps"),
+        Tensor::from_shape(&[geometry.taps(), c], &tap_major)?,
+    )?;
+    let bias = patch.add_const(format!("{name}.bias"), Tensor::from_shape(&[c], &bias)?)?;
+    let out = patch.wire_node(name, FastDepthwise { geometry }, &[input, taps, bias])?;
+    patch.shunt_outside(model, node.id.into(), out[0])?;
+    Ok(Some(patch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_nnef::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
+
+    /// One depthwise convolution, 5x5 stride 2 with TF-style asymmetric padding, as in
+    /// EfficientNet-Lite, followed by an identity so the rewrite is not the output node.
+    fn model(channels: usize, padding: PaddingSpec) -> TypedModel {
+        let mut model = TypedModel::default();
+        let x = model
+            .add_source("x", f32::fact([1, channels, 13, 10]))
+            .unwrap();
+        let kernel: Vec<f32> = (0..channels * 25)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
+        let bias: Vec<f32> = (0..channels).map(|i| i as f32 * 0.1 - 0.5).collect();
+        let k = model
+            .add_const(
+                "k",
+                Tensor::from_shape(&[channels, 1, 5, 5], &kernel).unwrap(),
+            )
+            .unwrap();
+        let b = model
+            .add_const("b", Tensor::from_shape(&[channels], &bias).unwrap())
+            .unwrap();
+        let pool_spec = PoolSpec {
+            data_format: DataFormat::NCHW,
+            kernel_shape: tvec!(5, 5),
+            padding,
+            dilations: None,
+            strides: Some(tvec!(2, 2)),
+            input_channels: channels,
+            output_channels: channels,
+        };
+        let conv = Conv {
+            pool_spec,
+            kernel_fmt: KernelFormat::OIHW,
+            group: channels,
+            q_params: None,
+        };
+        let out = model.wire_node("dw", conv, &[x, k, b]).unwrap();
+        model.select_output_outlets(&out).unwrap();
+        model
+    }
+
+    fn run(model: TypedModel, input: &Tensor) -> Vec<f32> {
+        let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+        let out = plan.run(tvec!(input.clone().into_tvalue())).unwrap();
+        out[0]
+            .to_plain_array_view::<f32>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    #[test]
+    fn the_rewritten_graph_computes_what_tract_computes() {
+        for padding in [
+            PaddingSpec::SameUpper,
+            PaddingSpec::Valid,
+            PaddingSpec::ExplicitOnnxPool(tvec!(1, 2), tvec!(2, 1), false),
+        ] {
+            let channels = 19;
+            let values: Vec<f32> = (0..channels * 130)
+                .map(|i| (i as f32 * 0.11).cos())
+                .collect();
+            let input = Tensor::from_shape(&[1, channels, 13, 10], &values).unwrap();
+            let expected = run(model(channels, padding.clone()), &input);
+            let mut rewritten = model(channels, padding.clone());
+            assert_eq!(rewrite(&mut rewritten).unwrap(), 1, "{padding:?}");
+            let got = run(rewritten, &input);
+            assert_eq!(got.len(), expected.len());
+            for (a, b) in got.iter().zip(&expected) {
+                assert!((a - b).abs() < 1e-4, "{padding:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_quantized_convolution_is_left_alone() {
+        let mut m = model(4, PaddingSpec::Valid);
+        let dw = m.node_by_name("dw").unwrap().id;
+        let conv = m.node_mut(dw).op_as_mut::<Conv>().unwrap();
+        conv.q_params = Some(i8::datum_type());
+        assert_eq!(rewrite(&mut m).unwrap(), 0);
+    }
+}

@@ -1,0 +1,76 @@
+//! The project's depthwise kernel (core/src/backend/tract/depthwise_*.rs) replaces every
+//! depthwise convolution of the built-in model and tags the fixture photos as tract's own
+//! operator does (`TAG_DEPTHWISE=tract`), through the real binary.
+
+mod common;
+
+use common::{jsonl, stderr, tag_command};
+use std::collections::HashMap;
+use std::path::Path;
+use tagger::tract_onnx::prelude::*;
+
+/// Largest confidence difference allowed between the two kernels on a photo.
+const TOLERANCE: f64 = 1e-4;
+
+fn builtin_bytes() -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(tagger::builtin::MODEL_FILE)).unwrap()
+}
+
+#[test]
+fn every_depthwise_layer_of_the_builtin_model_is_replaced() {
+    let model = tagger_core::format::typed_model(&builtin_bytes()).unwrap();
+    let subs: HashMap<Symbol, TDim> = model.input_fact(0).unwrap().shape[0]
+        .symbols()
+        .into_iter()
+        .map(|s| (s, TDim::Val(1)))
+        .collect();
+    let mut concrete = model.set_symbols(&subs).unwrap();
+    let depthwise = |m: &TypedModel| {
+        m.nodes()
+            .iter()
+            .filter(|n| {
+                n.op_as::<tagger::tract_onnx::tract_core::ops::cnn::Conv>()
+                    .is_some_and(|c| c.group > 1 && c.group == c.input_channels())
+            })
+            .count()
+    };
+    let before = depthwise(&concrete);
+    assert!(before >= 10, "{before} depthwise convolutions");
+    let replaced = tagger_core::backend::tract::depthwise_op::rewrite(&mut concrete).unwrap();
+    assert_eq!(replaced, before);
+    assert_eq!(depthwise(&concrete), 0);
+}
+
+#[test]
+fn the_builtin_model_tags_the_same_with_either_kernel() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let run = |tract_kernel: bool| {
+        let mut c = tag_command();
+        c.args(["--format", "jsonl", "--top-k", "3"]).arg(&fixtures);
+        if tract_kernel {
+            c.env("TAG_DEPTHWISE", "tract");
+        } else {
+            c.env_remove("TAG_DEPTHWISE");
+        }
+        let o = c.output().unwrap();
+        // Some fixtures are unreadable on purpose (exit 1); every readable photo is tagged.
+        assert!(o.status.code().is_some_and(|c| c <= 1), "{}", stderr(&o));
+        jsonl(&o)
+    };
+    let (ours, theirs) = (run(false), run(true));
+    let tagged = ours.iter().filter(|r| r["label"].is_string()).count();
+    assert!(tagged >= 100, "{tagged} photos tagged");
+    assert_eq!(ours.len(), theirs.len());
+    for (x, y) in ours.iter().zip(&theirs) {
+        assert_eq!(x["path"], y["path"]);
+        assert_eq!(x["label"], y["label"], "{}", x["path"]);
+        let (Some(a), Some(b)) = (x["top"].as_array(), y["top"].as_array()) else {
+            continue;
+        };
+        for (p, q) in a.iter().zip(b) {
+            assert_eq!(p["label"], q["label"], "{}", x["path"]);
+            let d = (p["score"].as_f64().unwrap() - q["score"].as_f64().unwrap()).abs();
+            assert!(d <= TOLERANCE, "{} differs by {d}", x["path"]);
+        }
+    }
+}
