@@ -56,7 +56,15 @@ lite lite0-distilled-112-seed2 r112-s2 "${teacher[@]}" --resize 112x84 --seed 2
 "$bin" lite --data "$data" --epochs 10 --epoch-size 6000 --name lite0-distilled-w08 \
     --run runs/lite/w08-s1 --out runs/lite/lite0-distilled-w08.onnx --resume "${teacher[@]}" \
     --distill-weight 0.8 --seed 1
-for m in lite0-distilled-e16 lite0-distilled-w08; do
+# The next built-in model: the 112x84 recipe for 16 epochs, two seeds (seed 2's file is kept in
+# models/candidates/ until it ships).
+for seed in 1 2; do
+    name=lite0-distilled-112-e16 run=r112-e16-s1
+    [[ $seed == 1 ]] || name=$name-seed2 run=r112-e16-s2
+    "$bin" lite --data "$data" --epochs 16 --epoch-size 6000 --name "$name" --run "runs/lite/$run" \
+        --out "runs/lite/$name.onnx" --resume "${teacher[@]}" --resize 112x84 --seed "$seed"
+done
+for m in lite0-distilled-e16 lite0-distilled-w08 lite0-distilled-112-e16 lite0-distilled-112-e16-seed2; do
     "$bin" station --data "$data" --model "runs/lite/$m.onnx"
     "$bin" real --model "runs/lite/$m.onnx"
 done
