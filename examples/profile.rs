@@ -5,9 +5,10 @@
 //! as in `tag` (`TAG_DEPTHWISE=tract` for tract's own).
 
 use std::collections::HashMap;
-use std::io::Cursor;
 use std::time::Instant;
+use tagger::preprocess::{CHANNELS, HEIGHT, WIDTH};
 use tagger::tract_onnx::prelude::*;
+use tagger_core::backend::tract::TractBackend;
 
 fn main() -> anyhow::Result<()> {
     let nhwc = std::env::args().any(|a| a == "--nhwc");
@@ -15,10 +16,7 @@ fn main() -> anyhow::Result<()> {
     let path = args.next().unwrap_or_else(|| "models/baseline.onnx".into());
     let iterations: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(500);
     let bytes = std::fs::read(&path)?;
-    let model = tagger::tract_onnx::onnx()
-        .model_for_read(&mut Cursor::new(bytes))?
-        .into_typed()?
-        .into_decluttered()?;
+    let model = tagger_core::format::typed_model(&bytes)?;
     let model = if nhwc {
         let t = tagger::tract_onnx::tract_core::transform::get_transform("conv_nhwc")?
             .ok_or_else(|| anyhow::anyhow!("tract has no conv_nhwc transform"))?;
@@ -26,16 +24,17 @@ fn main() -> anyhow::Result<()> {
     } else {
         model
     };
-    let subs: HashMap<Symbol, TDim> = model.input_fact(0)?.shape.to_tvec()[0]
-        .symbols()
-        .into_iter()
-        .map(|s| (s, TDim::Val(1)))
-        .collect();
-    let mut model = model.set_symbols(&subs)?;
-    let replaced = tagger_core::backend::tract::depthwise_op::rewrite(&mut model)?;
+    // The plan `tag` runs: same batch handling, limits and depthwise rewrite.
+    let plan = TractBackend::from_model(model, 1)?.plan(1)?;
+    let replaced = plan
+        .model()
+        .nodes()
+        .iter()
+        .filter(|n| n.op.name() == "FastDepthwise")
+        .count();
     eprintln!("{replaced} depthwise convolutions on the project's kernel");
-    let plan = model.into_optimized()?.into_runnable()?;
-    let input: TValue = Tensor::zero::<f32>(&[1, 3, 80, 60])?.into();
+    let input: TValue =
+        Tensor::zero::<f32>(&[1, CHANNELS, HEIGHT as usize, WIDTH as usize])?.into();
     let mut state = plan.spawn()?;
     let mut per_node: HashMap<usize, (String, String, f64)> = HashMap::new();
     let mut total = 0.0;

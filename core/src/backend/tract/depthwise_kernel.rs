@@ -3,10 +3,11 @@
 //! Written here rather than taken from a crate: tract 0.23's `DepthWiseConv` walks every output
 //! point through its patch zones and runs EfficientNet-Lite's depthwise layers at 1-3 GMAC/s,
 //! about 60% of the built-in model's time (docs/BENCHMARKS.md, *Where tract spends the time*);
-//! no maintained crate offers a depthwise kernel on plain slices. The method is the one
-//! channel-last engines use: the input is copied once, zero-padded, into channel-last order;
-//! each output point then adds up its taps 16 channels at a time in registers (contiguous loads
-//! that the compiler vectorises), and is written back to NCHW.
+//! no maintained crate offers a depthwise kernel on plain slices. Two loop orders, chosen by
+//! output width: wide rows are computed a channel at a time, each tap adding a contiguous run of
+//! a zero-padded copy of the channel's plane to the output row; narrow layers, where such rows
+//! are too short to vectorise, are copied once into zero-padded channel-last order and each
+//! output point adds up its taps 16 channels at a time in registers, as channel-last engines do.
 //!
 //! On x86_64 a copy compiled for AVX2 and FMA is chosen at run time when the CPU has them (the
 //! default target guarantees only SSE2); aarch64 always has NEON and FMA.
@@ -63,22 +64,30 @@ pub fn depthwise(g: &Geometry, input: &[f32], taps: &[f32], bias: &[f32], out: &
     assert_eq!(taps.len(), g.taps() * g.channels);
     assert_eq!(bias.len(), g.channels);
     assert!(g.stride_h > 0 && g.stride_w > 0 && g.out_h > 0 && g.out_w > 0);
+    let by_rows = g.out_w >= PLANAR_MIN_WIDTH;
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { depthwise_avx2(g, input, taps, bias, out) };
+        return unsafe { depthwise_avx2(g, input, taps, bias, out, by_rows) };
     }
     // aarch64 always has FMA; other targets without a detected FMA take plain multiply-adds.
     #[cfg(target_arch = "aarch64")]
-    run::<true>(g, input, taps, bias, out);
+    run::<true>(g, input, taps, bias, out, by_rows);
     #[cfg(not(target_arch = "aarch64"))]
-    run::<false>(g, input, taps, bias, out);
+    run::<false>(g, input, taps, bias, out, by_rows);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn depthwise_avx2(g: &Geometry, input: &[f32], taps: &[f32], bias: &[f32], out: &mut [f32]) {
-    run::<true>(g, input, taps, bias, out)
+unsafe fn depthwise_avx2(
+    g: &Geometry,
+    input: &[f32],
+    taps: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    by_rows: bool,
+) {
+    run::<true>(g, input, taps, bias, out, by_rows)
 }
 
 /// Output rows at least this wide are computed a channel at a time along the rows; narrower
@@ -87,20 +96,9 @@ unsafe fn depthwise_avx2(g: &Geometry, input: &[f32], taps: &[f32], bias: &[f32]
 const PLANAR_MIN_WIDTH: usize = 12;
 
 /// `FUSED`: multiply-adds as single FMA instructions (only where the CPU has them: without,
-/// `mul_add` is a slow library call).
+/// `mul_add` is a slow library call). `by_rows`: the loop order (see the module doc).
 #[inline(always)]
 fn run<const FUSED: bool>(
-    g: &Geometry,
-    input: &[f32],
-    taps: &[f32],
-    bias: &[f32],
-    out: &mut [f32],
-) {
-    run_as::<FUSED>(g, input, taps, bias, out, g.out_w >= PLANAR_MIN_WIDTH)
-}
-
-#[inline(always)]
-fn run_as<const FUSED: bool>(
     g: &Geometry,
     input: &[f32],
     taps: &[f32],
@@ -366,7 +364,7 @@ mod tests {
             depthwise(&g, &input, &taps, &bias, &mut out);
             for by_rows in [false, true] {
                 let mut plain = vec![f32::NAN; g.output_len()];
-                run_as::<false>(&g, &input, &taps, &bias, &mut plain, by_rows);
+                run::<false>(&g, &input, &taps, &bias, &mut plain, by_rows);
                 for (i, ((a, p), b)) in out.iter().zip(&plain).zip(&expected).enumerate() {
                     prop_assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "output {i}: {a} vs {b}");
                     prop_assert!((p - b).abs() <= 1e-4 * (1.0 + b.abs()), "output {i}: {p} vs {b}");

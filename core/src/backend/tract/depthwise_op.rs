@@ -177,8 +177,7 @@ mod tests {
     use super::*;
     use tract_nnef::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
 
-    /// One depthwise convolution, 5x5 stride 2 with TF-style asymmetric padding, as in
-    /// EfficientNet-Lite, followed by an identity so the rewrite is not the output node.
+    /// One depthwise convolution, 5x5 stride 2 as in EfficientNet-Lite, with the given padding.
     fn model(channels: usize, padding: PaddingSpec) -> TypedModel {
         let mut model = TypedModel::default();
         let x = model

@@ -5,7 +5,7 @@
 //! batch size, the last partial batch) because tract optimises best with concrete shapes.
 
 mod depthwise_kernel;
-pub mod depthwise_op;
+mod depthwise_op;
 
 use super::Backend;
 use crate::preprocess::{CHANNELS, HEIGHT, WIDTH};
@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tract_nnef::prelude::*;
 
-type Plan = Arc<TypedRunnableModel>;
+pub type Plan = Arc<TypedRunnableModel>;
 
 pub struct TractBackend {
     model: TypedModel,
@@ -67,7 +67,9 @@ impl TractBackend {
         })
     }
 
-    fn plan(&self, n: usize) -> Result<Plan> {
+    /// The optimised plan for batch `n`, built on first use and kept: what [`Backend::run_all`]
+    /// runs (`examples/profile` times its nodes).
+    pub fn plan(&self, n: usize) -> Result<Plan> {
         if let Some(p) = self.plans.lock().expect("plan cache").get(&n) {
             return Ok(p.clone());
         }
