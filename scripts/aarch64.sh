@@ -122,7 +122,7 @@ for cpu in "${cpus[@]}"; do
         if [[ $profile == device ]]; then
             # The station binary runs the NNEF form the x86_64 build writes.
             onnx=$model
-            [[ $model == builtin ]] && onnx=models/lite0-distilled-112.onnx
+            [[ $model == builtin ]] && onnx=models/lite0-distilled-112-e16-seed2.onnx
             nnef="$work/$(basename "$onnx" .onnx).nnef.tgz"
             [[ -f $nnef ]] || "$x86" convert "$onnx" "$nnef" >/dev/null
             opts=(--format jsonl --top-k 3 --model "$nnef")

@@ -27,9 +27,11 @@ probe lite0-probe-realtrain --real-train-repeat 3
 lite() {
     local name=$1 run=$2 dir=${LITE_OUT:-runs/lite}
     shift 2
-    "$bin" lite --data "$data" --epochs 10 --epoch-size 6000 --name "$name" \
+    "$bin" lite --data "$data" --epochs "${EPOCHS:-10}" --epoch-size 6000 --name "$name" \
         --run "runs/lite/$run" --out "$dir/$name.onnx" --resume "$@"
     [[ -z ${CALIBRATE:-} ]] || "$bin" calibrate --data "$data" --model "$dir/$name.onnx"
+    [[ -z ${QUANTIZE:-} ]] || "$bin" quantize --data "$data" --model "$dir/$name.onnx" \
+        --out "$dir/$name.qdq.onnx" --calibration-images 300 --method percentile --form qdq --seed 7
     "$bin" station --data "$data" --model "$dir/$name.onnx"
     "$bin" real --model "$dir/$name.onnx"
 }
@@ -44,10 +46,9 @@ lite lite0-real-seed2 real-s2 --real-train-repeat 3 --seed 2
 teacher=(--teacher runs/probe/lite0-probe-realtrain.onnx --real-train-repeat 3)
 CALIBRATE=1 lite lite0-distilled distilled-s1 "${teacher[@]}" --seed 1
 lite lite0-distilled-seed2 distilled-s2 "${teacher[@]}" --seed 2
-# The built-in model: the same recipe with the 80x60 input enlarged to 112x84 inside the network
-# (83M MACs instead of 43M); seed 1 ships, into models/, temperature-calibrated, and is compiled
-# into `tag`.
-LITE_OUT=models CALIBRATE=1 lite lite0-distilled-112 r112-s1 "${teacher[@]}" --resize 112x84 --seed 1
+# The same recipe with the 80x60 input enlarged to 112x84 inside the network (83M MACs instead of
+# 43M); seed 1, temperature-calibrated, was the built-in model before lite0-distilled-112-e16-seed2.
+CALIBRATE=1 lite lite0-distilled-112 r112-s1 "${teacher[@]}" --resize 112x84 --seed 1
 lite lite0-distilled-112-seed2 r112-s2 "${teacher[@]}" --resize 112x84 --seed 2
 # Two levers measured against it (seed 1 each): 16 epochs instead of 10, and distillation weight
 # 0.8 instead of 0.5. Both lose real-val Footwear (docs/models.md), so neither ships.
@@ -56,21 +57,31 @@ lite lite0-distilled-112-seed2 r112-s2 "${teacher[@]}" --resize 112x84 --seed 2
 "$bin" lite --data "$data" --epochs 10 --epoch-size 6000 --name lite0-distilled-w08 \
     --run runs/lite/w08-s1 --out runs/lite/lite0-distilled-w08.onnx --resume "${teacher[@]}" \
     --distill-weight 0.8 --seed 1
-# The next built-in model: the 112x84 recipe for 16 epochs, two seeds (seed 2's file is kept in
-# models/candidates/ until it ships).
-for seed in 1 2; do
-    name=lite0-distilled-112-e16 run=r112-e16-s1
-    [[ $seed == 1 ]] || name=$name-seed2 run=r112-e16-s2
-    "$bin" lite --data "$data" --epochs 16 --epoch-size 6000 --name "$name" --run "runs/lite/$run" \
-        --out "runs/lite/$name.onnx" --resume "${teacher[@]}" --resize 112x84 --seed "$seed"
+# The built-in model: the 112x84 recipe for 16 epochs, two seeds. Seed 2 ships, into models/ with
+# its QDQ form, and is compiled into `tag`; it is not temperature-calibrated (below).
+EPOCHS=16 lite lite0-distilled-112-e16 r112-e16-s1 "${teacher[@]}" --resize 112x84 --seed 1
+EPOCHS=16 LITE_OUT=models QUANTIZE=1 lite lite0-distilled-112-e16-seed2 r112-e16-s2 "${teacher[@]}" \
+    --resize 112x84 --seed 2
+# Calibrating it (copies): as lite0-distilled-112 was (val products and empty frames), and with
+# val photos of other kinds among the fitting frames. Both sharpen it, and real dresses and hats
+# then pass the station threshold more often (docs/models.md).
+for variant in plain others; do
+    m=runs/lite/calibrated-$variant.onnx
+    cp models/lite0-distilled-112-e16-seed2.onnx "$m"
+    jq --arg onnx "$m" '.onnx = $onnx' models/lite0-distilled-112-e16-seed2.json > "${m%.onnx}.json"
+    args=()
+    [[ $variant == plain ]] || args=(--others 1000)
+    "$bin" calibrate --data "$data" --model "$m" "${args[@]}"
+    "$bin" station --data "$data" --model "$m"
+    "$bin" real --model "$m"
 done
-for m in lite0-distilled-e16 lite0-distilled-w08 lite0-distilled-112-e16 lite0-distilled-112-e16-seed2; do
+for m in lite0-distilled-e16 lite0-distilled-w08; do
     "$bin" station --data "$data" --model "runs/lite/$m.onnx"
     "$bin" real --model "runs/lite/$m.onnx"
 done
 "$bin" real --model models/baseline.onnx models/tuned.onnx models/augmented.onnx \
     models/fast.onnx models/robust.onnx models/multihead.onnx
 "$bin" real --model models/fast.onnx models/robust.onnx models/multihead.onnx \
-    runs/probe/lite0-probe-realtrain.onnx models/lite0-distilled-112.onnx \
+    runs/probe/lite0-probe-realtrain.onnx models/lite0-distilled-112-e16-seed2.onnx \
     --page docs/img/real-photos.png
 "$bin" report

@@ -104,9 +104,18 @@ fn station_training_learns_empty_belts() {
         assert_eq!(temp::folded(&bytes), None);
         assert!(temp::apply(&scaled, 0.5).is_err());
         let m2 = Model::from_bytes(&scaled, "t".into(), BackendKind::Tract, 1).unwrap();
-        let (frames, truth) = temp::fitting_frames(&s.val, 4, labels.len() - 1, &cache);
+        // Two val photos stand in for other kinds: four looks each, flat targets.
+        let others: Vec<u64> = s.val.iter().take(2).map(|e| e.0).collect();
+        let products = labels.len() - 1;
+        let (frames, truth) = temp::fitting_frames(&s.val, &others, 4, products, &cache);
         assert_eq!(frames.len(), truth.len());
-        assert_eq!(frames.len(), s.val.len() * 4 + 4);
+        assert_eq!(frames.len(), s.val.len() * 4 + 2 * 4 + 4);
+        let flat = truth
+            .iter()
+            .filter(|t| **t == temp::Target::Flat(products))
+            .count();
+        assert_eq!(flat, 2 * 4);
+        assert_eq!(truth.last(), Some(&temp::Target::Class(products)));
         let a = temp::logits(&model, &frames).unwrap();
         let b = temp::logits(&m2, &frames).unwrap();
         for (x, y) in a.iter().zip(&b) {

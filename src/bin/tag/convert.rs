@@ -6,7 +6,7 @@ use tagger::error::Error;
 #[derive(clap::Args)]
 #[command(after_help = "\
 Examples:
-  tag convert models/lite0-distilled-112.onnx     writes models/lite0-distilled-112.nnef.tgz
+  tag convert models/lite0-distilled-112-e16-seed2.onnx     writes models/lite0-distilled-112-e16-seed2.nnef.tgz
   tag convert my.onnx /srv/station/model.nnef.tgz
 
 The NNEF file carries the same labels and preprocessing and is checked to give the same outputs

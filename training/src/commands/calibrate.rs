@@ -1,8 +1,9 @@
 //! `training calibrate`: see [`Args`] for what it does and its options.
 
-use super::open_cache;
+use super::{open_cache, open_cache_with};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
+use training::data::negatives::Negatives;
 use training::data::split::Split;
 
 /// Fit a temperature on val station frames (lowest NLL) and fold it into a float model's head
@@ -18,6 +19,12 @@ pub struct Args {
     /// Empty val frames among the fitting frames (station models).
     #[arg(long, default_value_t = 1000)]
     pub empties: usize,
+    /// Val photos of other kinds (from --negatives) among the fitting frames, in the same looks,
+    /// with a flat target over the products: keeps them below the station threshold (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub others: usize,
+    #[arg(long, default_value = "models/negatives.json")]
+    pub negatives: PathBuf,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -25,13 +32,27 @@ pub fn run(args: Args) -> Result<()> {
         input,
         model,
         empties,
+        others,
+        negatives,
     } = args;
     let super::DataArgs {
         data,
         split,
         cache_dir,
     } = input;
-    calibrate_cmd(&data, &split, &model, empties, &cache_dir)
+    let fitting = Fitting {
+        empties,
+        others,
+        negatives,
+    };
+    calibrate_cmd(&data, &split, &model, &fitting, &cache_dir)
+}
+
+/// What the temperature is fitted on besides the val products.
+struct Fitting {
+    empties: usize,
+    others: usize,
+    negatives: PathBuf,
 }
 
 /// `training calibrate`: temperature scaling of a float model, written in place with its card.
@@ -39,7 +60,7 @@ fn calibrate_cmd(
     data: &Path,
     split_file: &Path,
     model: &Path,
-    empties: usize,
+    fitting: &Fitting,
     cache_dir: &Path,
 ) -> Result<()> {
     use tagger_core::backend::BackendKind;
@@ -59,21 +80,41 @@ fn calibrate_cmd(
         1,
     )?;
     let station = m.info.labels.last().map(String::as_str) == Some(tagger_core::classify::NONE);
-    let cache = open_cache(data, cache_dir, &split)?;
+    let Fitting {
+        empties, others, ..
+    } = *fitting;
+    let empties = if station { empties } else { 0 };
+    let (cache, other_ids) = if others > 0 {
+        let neg = Negatives::load(&fitting.negatives, split_file)?;
+        let cache = open_cache_with(data, cache_dir, &split, Some(&neg))?;
+        let mut ids = neg.ids("val");
+        ids.truncate(others);
+        (cache, ids)
+    } else {
+        (open_cache(data, cache_dir, &split)?, vec![])
+    };
     let started = std::time::Instant::now();
-    let (frames, truth) = temp::fitting_frames(
-        &split.val,
-        if station { empties } else { 0 },
-        m.classes() - 1,
-        &cache,
-    );
+    let products = if station {
+        m.classes() - 1
+    } else {
+        m.classes()
+    };
+    let (frames, truth) = temp::fitting_frames(&split.val, &other_ids, empties, products, &cache);
     let logits = temp::logits(&m, &frames)?;
     let k = m.classes();
     let t = temp::fit(&logits, k, &truth);
     let scaling = temp::TemperatureScaling {
         temperature: (t as f64 * 100.0).round() / 100.0,
         fitted_on: format!(
-            "val: catalogue photos and their mild, hard and tray station frames{}",
+            "val: catalogue photos and their mild, hard and tray station frames{}{}",
+            if other_ids.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", {} photos of other kinds in the same looks (flat over the products)",
+                    other_ids.len()
+                )
+            },
             if station {
                 format!(", {empties} empty frames (none)")
             } else {
@@ -116,9 +157,17 @@ fn calibrate_cmd(
     let section = training::report::card::TemperatureSection {
         scaling,
         reproduce: format!(
-            "cargo run --release -p training -- calibrate --data ../shared/data/fashion-product-images-small --split {} --model {} --empties {empties}",
+            "cargo run --release -p training -- calibrate --data ../shared/data/fashion-product-images-small --split {} --model {} --empties {empties}{}",
             split_file.display(),
-            model.display()
+            model.display(),
+            if others > 0 {
+                format!(
+                    " --others {others} --negatives {}",
+                    fitting.negatives.display()
+                )
+            } else {
+                String::new()
+            }
         ),
     };
     // The card gets the section and describes the file that ships.

@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(long, default_value = "README.md")]
     pub readme: PathBuf,
     /// The model compiled into `tag` (src/builtin.rs), marked in the table.
-    #[arg(long, default_value = "lite0-distilled-112")]
+    #[arg(long, default_value = "lite0-distilled-112-e16-seed2")]
     pub builtin: String,
 }
 

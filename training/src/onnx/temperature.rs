@@ -6,7 +6,11 @@
 //! fall below the threshold more often than they should.
 //!
 //! T is fitted on what the station sees: val catalogue photos, the `mild`, `hard` and `tray`
-//! station frames and empty frames (target `none`), through `tag`'s preprocessing and tract.
+//! station frames and empty frames (target `none`), through `tag`'s preprocessing and tract;
+//! optionally also val photos of other kinds of product (dresses, hats, ...) in the same looks,
+//! whose target is the same probability for every product class (as in training). Without them
+//! the fit only sees products it should name, and sharpening (T < 1) pushes the other kinds above
+//! the station threshold too.
 //! It is folded into the head (weights and bias divided by T), so the runtime needs nothing new;
 //! the ONNX metadata records it as `temperature`.
 
@@ -49,22 +53,47 @@ fn softmax_t(row: &[f32], t: f32) -> Vec<f64> {
     e.into_iter().map(|v| v / s).collect()
 }
 
-/// Mean negative log-likelihood of `truth` under softmax(logits / t).
-pub fn nll(logits: &[f32], classes: usize, truth: &[usize], t: f32) -> f64 {
+/// What a fitting frame should give.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// This output.
+    Class(usize),
+    /// The same probability for each of the first `n` outputs (the products): another kind.
+    Flat(usize),
+}
+
+/// Mean negative log-likelihood (cross-entropy) of `truth` under softmax(logits / t).
+pub fn nll(logits: &[f32], classes: usize, truth: &[Target], t: f32) -> f64 {
     let sum: f64 = logits
         .chunks(classes)
         .zip(truth)
-        .map(|(row, &y)| -softmax_t(row, t)[y].max(1e-12).ln())
+        .map(|(row, y)| {
+            let p = softmax_t(row, t);
+            match *y {
+                Target::Class(c) => -p[c].max(1e-12).ln(),
+                Target::Flat(n) => {
+                    -p[..n].iter().map(|v| v.max(1e-12).ln()).sum::<f64>() / n.max(1) as f64
+                }
+            }
+        })
         .sum();
     sum / truth.len().max(1) as f64
 }
 
-/// Expected calibration error over 15 equal-width bins of top-1 confidence.
-pub fn ece(logits: &[f32], classes: usize, truth: &[usize], t: f32) -> f64 {
+/// Expected calibration error over 15 equal-width bins of top-1 confidence, over the frames
+/// with a class (another kind has no right answer).
+pub fn ece(logits: &[f32], classes: usize, truth: &[Target], t: f32) -> f64 {
     const BINS: usize = 15;
     let mut count = [0usize; BINS];
     let (mut conf, mut hits) = ([0f64; BINS], [0f64; BINS]);
-    for (row, &y) in logits.chunks(classes).zip(truth) {
+    let rows = logits.chunks(classes).zip(truth);
+    let labelled: Vec<(&[f32], usize)> = rows
+        .filter_map(|(row, y)| match *y {
+            Target::Class(c) => Some((row, c)),
+            Target::Flat(_) => None,
+        })
+        .collect();
+    for &(row, y) in &labelled {
         let p = softmax_t(row, t);
         let (arg, top) = p
             .iter()
@@ -75,7 +104,7 @@ pub fn ece(logits: &[f32], classes: usize, truth: &[usize], t: f32) -> f64 {
         conf[bin] += top;
         hits[bin] += (arg == y) as usize as f64;
     }
-    let n = truth.len().max(1) as f64;
+    let n = labelled.len().max(1) as f64;
     (0..BINS)
         .filter(|&b| count[b] > 0)
         .map(|b| (hits[b] - conf[b]).abs() / n)
@@ -83,7 +112,7 @@ pub fn ece(logits: &[f32], classes: usize, truth: &[usize], t: f32) -> f64 {
 }
 
 /// The temperature in [0.25, 2.0] (steps of 0.01) with the lowest NLL.
-pub fn fit(logits: &[f32], classes: usize, truth: &[usize]) -> f32 {
+pub fn fit(logits: &[f32], classes: usize, truth: &[Target]) -> f32 {
     (25..=200)
         .map(|i| i as f32 / 100.0)
         .map(|t| (t, nll(logits, classes, truth, t)))
@@ -92,29 +121,41 @@ pub fn fit(logits: &[f32], classes: usize, truth: &[usize]) -> f32 {
 }
 
 /// Val frames the temperature is fitted on, with their targets: catalogue, `mild`, `hard`,
-/// `tray` (the product's class) and `empties` empty frames (`none`, the last output).
+/// `tray` (the product's class), the same looks of `others` (other kinds: flat over the first
+/// `products` outputs) and `empties` empty frames (`none`, output `products`).
 pub fn fitting_frames(
     entries: &[Entry],
+    others: &[u64],
     empties: usize,
-    none: usize,
+    products: usize,
     cache: &ImageCache,
-) -> (Vec<Vec<u8>>, Vec<usize>) {
-    let present: Vec<Entry> = entries
-        .iter()
-        .copied()
-        .filter(|e| cache.get(e.0).is_some())
-        .collect();
+) -> (Vec<Vec<u8>>, Vec<Target>) {
+    let present = |entries: Vec<Entry>| -> Vec<Entry> {
+        entries
+            .into_iter()
+            .filter(|e| cache.get(e.0).is_some())
+            .collect()
+    };
+    let products_in = present(entries.to_vec());
+    let others_in = present(others.iter().map(|&id| (id, 0)).collect());
     let (mut frames, mut truth) = (vec![], vec![]);
-    for e in &present {
-        frames.push(cache.get(e.0).expect("present").to_vec());
-        truth.push(e.1);
-    }
-    for level in [Level::Mild, Level::Hard, Level::Tray] {
-        frames.extend(level_inputs(level, "val", &present, 0, cache));
-        truth.extend(present.iter().map(|e| e.1));
+    for (set, target) in [
+        (&products_in, None),
+        (&others_in, Some(Target::Flat(products))),
+    ] {
+        let targets = || set.iter().map(|e| target.unwrap_or(Target::Class(e.1)));
+        frames.extend(
+            set.iter()
+                .map(|e| cache.get(e.0).expect("present").to_vec()),
+        );
+        truth.extend(targets());
+        for level in [Level::Mild, Level::Hard, Level::Tray] {
+            frames.extend(level_inputs(level, "val", set, 0, cache));
+            truth.extend(targets());
+        }
     }
     frames.extend(level_inputs(Level::Empty, "val", &[], empties, cache));
-    truth.extend(std::iter::repeat_n(none, empties));
+    truth.extend(std::iter::repeat_n(Target::Class(products), empties));
     (frames, truth)
 }
 
@@ -237,14 +278,40 @@ mod tests {
         // Two classes; every example right with logit margin 1: p = 0.73 at T = 1, while the
         // labels say they are always right -> a lower T fits better.
         let logits: Vec<f32> = (0..100).flat_map(|_| [1.0, 0.0]).collect();
-        let truth = vec![0; 100];
+        let truth = vec![Target::Class(0); 100];
         let t = fit(&logits, 2, &truth);
         assert!(t < 0.5, "{t}");
         assert!(nll(&logits, 2, &truth, t) < nll(&logits, 2, &truth, 1.0));
         // Margin 8 but right only 80% of the time: a higher T fits better.
         let logits: Vec<f32> = (0..100).flat_map(|_| [8.0, 0.0]).collect();
-        let truth: Vec<usize> = (0..100).map(|i| (i % 5 == 0) as usize).collect();
+        let truth: Vec<Target> = (0..100)
+            .map(|i| Target::Class((i % 5 == 0) as usize))
+            .collect();
         assert!(fit(&logits, 2, &truth) > 1.5);
         assert!(ece(&logits, 2, &truth, fit(&logits, 2, &truth)) < ece(&logits, 2, &truth, 1.0));
+    }
+
+    #[test]
+    fn other_kinds_with_flat_targets_hold_the_temperature_up() {
+        // Products right with margin 1 (sharpening fits them), and other kinds the model is as
+        // sure of: their flat targets argue against sharpening, so T lands higher.
+        let products: Vec<f32> = (0..100).flat_map(|_| [1.0, 0.0]).collect();
+        let truth = vec![Target::Class(0); 100];
+        let alone = fit(&products, 2, &truth);
+        let mut logits = products.clone();
+        logits.extend((0..50).flat_map(|_| [1.0, 0.0]));
+        let mut with_others = truth.clone();
+        with_others.extend([Target::Flat(2); 50]);
+        let t = fit(&logits, 2, &with_others);
+        assert!(t > alone, "{t} vs {alone}");
+        // A flat target is best met by equal logits, whatever T.
+        let flat = nll(&[0.0, 0.0], 2, &[Target::Flat(2)], 0.5);
+        assert!((flat - 2f64.ln()).abs() < 1e-9);
+        assert!(nll(&[1.0, 0.0], 2, &[Target::Flat(2)], 0.5) > flat);
+        // They do not count towards the calibration error, which has no right answer for them.
+        assert_eq!(
+            ece(&logits, 2, &with_others, t),
+            ece(&products, 2, &truth, t)
+        );
     }
 }

@@ -25,8 +25,8 @@ const ROLES: [(&str, &str); 8] = [
         "EfficientNet-Lite0 fine-tuned on catalogue, station and real photos, with a teacher",
     ),
     (
-        "lite0-distilled-112",
-        "`lite0-distilled` with its input enlarged to 112x84 inside the network",
+        "lite0-distilled-112-e16-seed2",
+        "`lite0-distilled`, input enlarged to 112x84 inside the network, 16 epochs",
     ),
 ];
 
