@@ -22,6 +22,8 @@ pub struct BenchReport {
     pub images_per_s: f64,
     pub peak_rss_mb: f64,
     pub model_bytes: usize,
+    /// The project's own kernels the backend ran (e.g. the depthwise convolution), if any.
+    pub kernels: Option<String>,
 }
 
 /// Loads the model (timed) and runs `iterations` single-image inferences after a warm-up.
@@ -68,5 +70,6 @@ pub fn run(
         images_per_s: 1e3 / mean,
         peak_rss_mb: peak_rss_mb(),
         model_bytes: model.bytes_len,
+        kernels: model.kernels(),
     })
 }

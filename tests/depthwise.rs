@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{jsonl, stderr, tag_command};
+use common::{jsonl, robust_model, stderr, tag_command};
 use std::path::Path;
 use tagger_core::backend::tract::TractBackend;
 
@@ -38,6 +38,20 @@ fn every_depthwise_layer_of_the_builtin_model_is_replaced() {
     };
     assert_eq!(op_count("FastDepthwise"), depthwise);
     assert_eq!(op_count("DepthWiseConv"), 0);
+    // Each layer's ReLU6 is folded in: no clamp of tract's runs after one.
+    let nodes = plan.model().nodes();
+    for n in nodes.iter().filter(|n| n.op.name() == "FastDepthwise") {
+        for next in &n.outputs[0].successors {
+            let next = &nodes[next.node];
+            let op = next.op.name();
+            assert!(
+                !op.contains("Max") && !op.contains("Min"),
+                "{} ({op}) follows {}",
+                next.name,
+                n.name
+            );
+        }
+    }
 }
 
 #[test]
@@ -72,4 +86,36 @@ fn the_builtin_model_tags_the_same_with_either_kernel() {
             assert!(d <= TOLERANCE, "{} differs by {d}", x["path"]);
         }
     }
+}
+
+#[test]
+fn tag_bench_names_the_depthwise_kernel_it_ran() {
+    let bench = |model: Option<&str>, tract_kernel: bool| {
+        let mut c = tag_command();
+        c.args(["bench", "--iterations", "2", "--format", "json"]);
+        if let Some(m) = model {
+            c.args(["--model", m]);
+        }
+        if tract_kernel {
+            c.env("TAG_DEPTHWISE", "tract");
+        } else {
+            c.env_remove("TAG_DEPTHWISE");
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        r["kernels"].clone()
+    };
+    let ours = bench(None, false);
+    let ours = ours.as_str().unwrap_or_default();
+    assert!(
+        ours.starts_with("depthwise: ours") && ours.ends_with("layers)"),
+        "{ours}"
+    );
+    assert_eq!(
+        bench(None, true).as_str(),
+        Some("depthwise: tract's (TAG_DEPTHWISE=tract)")
+    );
+    // A model without depthwise convolutions runs only tract's kernels.
+    assert!(bench(Some(&robust_model()), false).is_null());
 }

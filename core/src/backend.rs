@@ -27,6 +27,11 @@ pub trait Backend: Send + Sync {
     fn max_batch(&self) -> usize {
         usize::MAX
     }
+    /// Which of the project's own kernels the plans built so far run, for benchmarks and logs
+    /// (None: only the engine's own).
+    fn kernels(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Which backend to load a model with.

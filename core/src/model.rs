@@ -83,6 +83,11 @@ impl Model {
         self.backend.as_ref()
     }
 
+    /// The project's own kernels the backend runs this model with ([`Backend::kernels`]).
+    pub fn kernels(&self) -> Option<String> {
+        self.backend.kernels()
+    }
+
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
     }

@@ -48,6 +48,9 @@ pub fn run(a: &BenchArgs) -> Result<(), Error> {
     } else {
         println!("model        {} ({} bytes)", r.model, r.model_bytes);
         println!("backend      {} x{} thread(s)", r.backend, r.threads);
+        if let Some(k) = &r.kernels {
+            println!("kernels      {k}");
+        }
         println!("load         {:.1} ms", r.load_ms);
         println!(
             "latency      p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  ({} runs, batch 1)",

@@ -9,6 +9,10 @@
 //! are too short to vectorise, are copied once into zero-padded channel-last order and each
 //! output point adds up its taps 16 channels at a time in registers, as channel-last engines do.
 //!
+//! An activation that clamps (the ReLU6 after every depthwise layer of EfficientNet-Lite) is
+//! applied to each output row or point while it is still in cache, instead of by a separate
+//! pass over the tensor.
+//!
 //! On x86_64 a copy compiled for AVX2 and FMA is chosen at run time when the CPU has them (the
 //! default target guarantees only SSE2); aarch64 always has NEON and FMA.
 
@@ -33,6 +37,38 @@ pub struct Geometry {
     pub out_w: usize,
 }
 
+/// Bounds every output is clamped to (ReLU6: 0 and 6). Kept as bit patterns so that an
+/// operator holding one can be `Eq`, as tract's operators must.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Clamp {
+    lo: u32,
+    hi: u32,
+}
+
+impl Clamp {
+    pub fn new(lo: f32, hi: f32) -> Self {
+        Self {
+            lo: lo.to_bits(),
+            hi: hi.to_bits(),
+        }
+    }
+
+    pub fn lo(&self) -> f32 {
+        f32::from_bits(self.lo)
+    }
+
+    pub fn hi(&self) -> f32 {
+        f32::from_bits(self.hi)
+    }
+
+    #[inline(always)]
+    fn apply(lo: f32, hi: f32, values: &mut [f32]) {
+        for v in values {
+            *v = v.max(lo).min(hi);
+        }
+    }
+}
+
 impl Geometry {
     pub fn input_len(&self) -> usize {
         self.batch * self.channels * self.height * self.width
@@ -55,10 +91,17 @@ impl Geometry {
     }
 }
 
-/// `out = depthwise(input)`. `taps` is tap-major, `[kernel_h * kernel_w][channels]`; `bias`
-/// has one value per channel. Panics if a slice length does not match the geometry (the
-/// caller builds both from the same facts).
-pub fn depthwise(g: &Geometry, input: &[f32], taps: &[f32], bias: &[f32], out: &mut [f32]) {
+/// `out = depthwise(input)`, clamped when `clamp` is given. `taps` is tap-major,
+/// `[kernel_h * kernel_w][channels]`; `bias` has one value per channel. Panics if a slice
+/// length does not match the geometry (the caller builds both from the same facts).
+pub fn depthwise(
+    g: &Geometry,
+    input: &[f32],
+    taps: &[f32],
+    bias: &[f32],
+    clamp: Option<Clamp>,
+    out: &mut [f32],
+) {
     assert_eq!(input.len(), g.input_len());
     assert_eq!(out.len(), g.output_len());
     assert_eq!(taps.len(), g.taps() * g.channels);
@@ -68,13 +111,26 @@ pub fn depthwise(g: &Geometry, input: &[f32], taps: &[f32], bias: &[f32], out: &
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { depthwise_avx2(g, input, taps, bias, out, by_rows) };
+        return unsafe { depthwise_avx2(g, input, taps, bias, clamp, out, by_rows) };
     }
     // aarch64 always has FMA; other targets without a detected FMA take plain multiply-adds.
     #[cfg(target_arch = "aarch64")]
-    run::<true>(g, input, taps, bias, out, by_rows);
+    run::<true>(g, input, taps, bias, clamp, out, by_rows);
     #[cfg(not(target_arch = "aarch64"))]
-    run::<false>(g, input, taps, bias, out, by_rows);
+    run::<false>(g, input, taps, bias, clamp, out, by_rows);
+}
+
+/// The instructions [`depthwise`] runs with on this CPU.
+pub fn instructions() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        return "AVX2+FMA";
+    }
+    if cfg!(target_arch = "aarch64") {
+        "NEON FMA"
+    } else {
+        "no FMA"
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -84,10 +140,11 @@ unsafe fn depthwise_avx2(
     input: &[f32],
     taps: &[f32],
     bias: &[f32],
+    clamp: Option<Clamp>,
     out: &mut [f32],
     by_rows: bool,
 ) {
-    run::<true>(g, input, taps, bias, out, by_rows)
+    run::<true>(g, input, taps, bias, clamp, out, by_rows)
 }
 
 /// Output rows at least this wide are computed a channel at a time along the rows; narrower
@@ -103,6 +160,7 @@ fn run<const FUSED: bool>(
     input: &[f32],
     taps: &[f32],
     bias: &[f32],
+    clamp: Option<Clamp>,
     out: &mut [f32],
     by_rows: bool,
 ) {
@@ -116,7 +174,7 @@ fn run<const FUSED: bool>(
         .zip(out.chunks_exact_mut(g.channels * plane_out));
     if by_rows {
         for (image, result) in images {
-            planar::<FUSED>(g, image, taps, bias, result, &mut scratch);
+            planar::<FUSED>(g, image, taps, bias, clamp, result, &mut scratch);
         }
     } else {
         let (ph, pw) = g.padded();
@@ -128,6 +186,9 @@ fn run<const FUSED: bool>(
                 for ox in 0..g.out_w {
                     acc.copy_from_slice(bias);
                     point::<FUSED>(g, &scratch, pw, taps, oy, ox, &mut acc);
+                    if let Some(c) = clamp {
+                        Clamp::apply(c.lo(), c.hi(), &mut acc);
+                    }
                     let at = oy * g.out_w + ox;
                     for (ch, v) in acc.iter().enumerate() {
                         result[ch * plane_out + at] = *v;
@@ -149,11 +210,13 @@ std::thread_local! {
 /// `stride_w` column phases (column `j * stride_w + p` of the padded plane is column `j` of
 /// phase `p`), so that every tap adds a contiguous run of one phase row to the output row.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn planar<const FUSED: bool>(
     g: &Geometry,
     image: &[f32],
     taps: &[f32],
     bias: &[f32],
+    clamp: Option<Clamp>,
     result: &mut [f32],
     scratch: &mut Vec<f32>,
 ) {
@@ -207,6 +270,9 @@ fn planar<const FUSED: bool>(
                         *o = mul_add::<FUSED>(w, *s, *o);
                     }
                 }
+            }
+            if let Some(c) = clamp {
+                Clamp::apply(c.lo(), c.hi(), orow);
             }
         }
     }
@@ -345,6 +411,7 @@ mod tests {
             kernel in prop::sample::select(vec![1usize, 3, 5]),
             stride in 1usize..3,
             pads in (0usize..3, 0usize..3, 0usize..3, 0usize..3),
+            clamped in any::<bool>(),
         ) {
             let (top, bottom, left, right) = pads;
             prop_assume!(height + top + bottom >= kernel && width + left + right >= kernel);
@@ -359,12 +426,16 @@ mod tests {
             let input = values(g.input_len(), 1);
             let taps = values(g.taps() * channels, 2);
             let bias = values(channels, 3);
-            let expected = reference(&g, &input, &taps, &bias);
+            let clamp = clamped.then(|| Clamp::new(-0.5, 1.5));
+            let mut expected = reference(&g, &input, &taps, &bias);
+            if let Some(c) = clamp {
+                Clamp::apply(c.lo(), c.hi(), &mut expected);
+            }
             let mut out = vec![f32::NAN; g.output_len()];
-            depthwise(&g, &input, &taps, &bias, &mut out);
+            depthwise(&g, &input, &taps, &bias, clamp, &mut out);
             for by_rows in [false, true] {
                 let mut plain = vec![f32::NAN; g.output_len()];
-                run::<false>(&g, &input, &taps, &bias, &mut plain, by_rows);
+                run::<false>(&g, &input, &taps, &bias, clamp, &mut plain, by_rows);
                 for (i, ((a, p), b)) in out.iter().zip(&plain).zip(&expected).enumerate() {
                     prop_assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "output {i}: {a} vs {b}");
                     prop_assert!((p - b).abs() <= 1e-4 * (1.0 + b.abs()), "output {i}: {p} vs {b}");

@@ -5,11 +5,14 @@
 //! input shape are rewritten; anything else (int8, grouped but not depthwise) stays tract's.
 //! The rewrite runs on the concrete graph a plan is built from, so model files never contain
 //! the operator. `TAG_DEPTHWISE=tract` keeps tract's own (for comparison: `tag bench`,
-//! docs/speed.md).
+//! docs/speed.md). A following clamp (`Max` with a constant, then `Min` with a constant: how
+//! tract reads ONNX's `Clip`, the ReLU6 of EfficientNet-Lite) is folded into the operator.
 
-use super::depthwise_kernel::{depthwise, Geometry};
+use super::depthwise_kernel::{depthwise, Clamp, Geometry};
 use tract_nnef::internal::*;
+use tract_nnef::tract_core::ops::binary::TypedBinOp;
 use tract_nnef::tract_core::ops::cnn::{Conv, KernelFormat};
+use tract_nnef::tract_core::ops::math::{Max, Min};
 use tract_nnef::tract_core::ops::nn::DataFormat;
 
 /// Environment variable that keeps tract's own depthwise convolution when set to `tract`.
@@ -18,6 +21,7 @@ pub const ENV: &str = "TAG_DEPTHWISE";
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FastDepthwise {
     geometry: Geometry,
+    clamp: Option<Clamp>,
 }
 
 impl Op for FastDepthwise {
@@ -26,7 +30,7 @@ impl Op for FastDepthwise {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{:?}", self.geometry)])
+        Ok(vec![format!("{:?} {:?}", self.geometry, self.clamp)])
     }
 
     fn validation(&self) -> Validation {
@@ -56,6 +60,7 @@ impl EvalOp for FastDepthwise {
             input,
             taps.as_slice::<f32>()?,
             bias.as_slice::<f32>()?,
+            self.clamp,
             &mut out,
         );
         let out =
@@ -86,14 +91,22 @@ impl TypedOp for FastDepthwise {
 /// Replaces every depthwise convolution the kernel covers; returns how many it replaced.
 /// Does nothing when [`ENV`] says `tract`.
 pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
-    if std::env::var(ENV).is_ok_and(|v| v == "tract") {
+    if kept_tracts() {
         return Ok(0);
     }
     let before = count(model);
     Rewriter::<()>::default()
         .with_rule_for("fast-depthwise", rule)
         .rewrite(&(), model)?;
+    Rewriter::<()>::default()
+        .with_rule_for("fast-depthwise-clamp", clamp_rule)
+        .rewrite(&(), model)?;
     Ok(count(model) - before)
+}
+
+/// Whether [`ENV`] asks for tract's own depthwise convolution.
+pub fn kept_tracts() -> bool {
+    std::env::var(ENV).is_ok_and(|v| v == "tract")
 }
 
 fn count(model: &TypedModel) -> usize {
@@ -167,9 +180,88 @@ fn rule(
         Tensor::from_shape(&[geometry.taps(), c], &tap_major)?,
     )?;
     let bias = patch.add_const(format!("{name}.bias"), Tensor::from_shape(&[c], &bias)?)?;
-    let out = patch.wire_node(name, FastDepthwise { geometry }, &[input, taps, bias])?;
+    let op = FastDepthwise {
+        geometry,
+        clamp: None,
+    };
+    let out = patch.wire_node(name, op, &[input, taps, bias])?;
     patch.shunt_outside(model, node.id.into(), out[0])?;
     Ok(Some(patch))
+}
+
+/// Folds a `Max` and/or `Min` with a constant that follow the operator into its clamp.
+fn clamp_rule(
+    _ctx: &(),
+    model: &TypedModel,
+    node: &TypedNode,
+    name: &str,
+    op: &FastDepthwise,
+) -> TractResult<Option<TypedModelPatch>> {
+    rule_if!(op.clamp.is_none());
+    let (mut lo, mut hi) = (f32::NEG_INFINITY, f32::INFINITY);
+    let mut last = node;
+    while let Some(next) = model.single_succ(last.id)? {
+        if model.outputs.contains(&OutletId::new(last.id, 0)) {
+            break;
+        }
+        match bound(model, next, last.id)? {
+            Some(Bound::Lower(v)) if lo == f32::NEG_INFINITY => lo = v,
+            Some(Bound::Upper(v)) if hi == f32::INFINITY => hi = v,
+            _ => break,
+        }
+        last = next;
+    }
+    rule_if!(last.id != node.id);
+    let mut patch = TypedModelPatch::default();
+    let inputs: TVec<OutletId> = node
+        .inputs
+        .iter()
+        .map(|i| patch.tap_model(model, *i))
+        .collect::<TractResult<_>>()?;
+    let fused = FastDepthwise {
+        geometry: op.geometry,
+        clamp: Some(Clamp::new(lo, hi)),
+    };
+    let out = patch.wire_node(name, fused, &inputs)?;
+    patch.shunt_outside(model, last.id.into(), out[0])?;
+    Ok(Some(patch))
+}
+
+enum Bound {
+    Lower(f32),
+    Upper(f32),
+}
+
+/// What `node` does to the output of `from` when it is `max(x, c)` or `min(x, c)` with one
+/// constant `c` that leaves the shape as it is.
+fn bound(model: &TypedModel, node: &TypedNode, from: usize) -> TractResult<Option<Bound>> {
+    let Some(bin) = node.op_as::<TypedBinOp>() else {
+        return Ok(None);
+    };
+    if node.inputs.len() != 2 || node.inputs.iter().filter(|i| i.node == from).count() != 1 {
+        return Ok(None);
+    }
+    let other = node
+        .inputs
+        .iter()
+        .find(|i| i.node != from)
+        .expect("two inputs");
+    let x = model.outlet_fact(OutletId::new(from, 0))?;
+    let c = model.outlet_fact(*other)?;
+    let y = model.outlet_fact(OutletId::new(node.id, 0))?;
+    let konst = match &c.konst {
+        Some(k) if k.is_uniform() && y.shape == x.shape && y.datum_type == f32::datum_type() => {
+            k.cast_to_scalar::<f32>()?
+        }
+        _ => return Ok(None),
+    };
+    Ok(if bin.0.is::<Max>() {
+        Some(Bound::Lower(konst))
+    } else if bin.0.is::<Min>() {
+        Some(Bound::Upper(konst))
+    } else {
+        None
+    })
 }
 
 #[cfg(test)]
@@ -179,6 +271,11 @@ mod tests {
 
     /// One depthwise convolution, 5x5 stride 2 as in EfficientNet-Lite, with the given padding.
     fn model(channels: usize, padding: PaddingSpec) -> TypedModel {
+        model_then(channels, padding, &[])
+    }
+
+    /// [`model`] followed by `max(x, c)` (true) or `min(x, c)` (false) with each constant.
+    fn model_then(channels: usize, padding: PaddingSpec, bounds: &[(bool, f32)]) -> TypedModel {
         let mut model = TypedModel::default();
         let x = model
             .add_source("x", f32::fact([1, channels, 13, 10]))
@@ -211,7 +308,20 @@ mod tests {
             group: channels,
             q_params: None,
         };
-        let out = model.wire_node("dw", conv, &[x, k, b]).unwrap();
+        let mut out = model.wire_node("dw", conv, &[x, k, b]).unwrap();
+        for (i, &(is_max, c)) in bounds.iter().enumerate() {
+            let c = model
+                .add_const(format!("c{i}"), tensor4(&[[[[c]]]]))
+                .unwrap();
+            let op = if is_max {
+                tract_nnef::tract_core::ops::math::max()
+            } else {
+                tract_nnef::tract_core::ops::math::min()
+            };
+            out = model
+                .wire_node(format!("bound{i}"), op, &[out[0], c])
+                .unwrap();
+        }
         model.select_output_outlets(&out).unwrap();
         model
     }
@@ -246,6 +356,39 @@ mod tests {
             assert_eq!(got.len(), expected.len());
             for (a, b) in got.iter().zip(&expected) {
                 assert!((a - b).abs() < 1e-4, "{padding:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_following_relu6_is_folded_in_and_computes_what_tract_computes() {
+        let channels = 7;
+        let values: Vec<f32> = (0..channels * 130)
+            .map(|i| (i as f32 * 0.23).sin() * 9.0)
+            .collect();
+        let input = Tensor::from_shape(&[1, channels, 13, 10], &values).unwrap();
+        let relu6 = [(true, 0.0), (false, 6.0)];
+        // ReLU6, a lone upper bound, and a second max that stays tract's.
+        let cases: [(&[(bool, f32)], usize); 3] = [
+            (&relu6, 0),
+            (&relu6[1..], 0),
+            (&[(true, 0.0), (true, 1.0)], 1),
+        ];
+        for (bounds, left) in cases {
+            let expected = run(model_then(channels, PaddingSpec::SameUpper, bounds), &input);
+            assert!(expected.contains(&6.0) || bounds.len() > 1);
+            let mut rewritten = model_then(channels, PaddingSpec::SameUpper, bounds);
+            assert_eq!(rewrite(&mut rewritten).unwrap(), 1);
+            let binary_ops = rewritten
+                .nodes()
+                .iter()
+                .filter(|n| n.op_is::<TypedBinOp>())
+                .count();
+            assert_eq!(binary_ops, left, "{bounds:?}");
+            let got = run(rewritten, &input);
+            assert_eq!(got.len(), expected.len());
+            for (a, b) in got.iter().zip(&expected) {
+                assert!((a - b).abs() < 1e-4, "{bounds:?}: {a} vs {b}");
             }
         }
     }

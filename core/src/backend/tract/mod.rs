@@ -11,6 +11,7 @@ use super::Backend;
 use crate::preprocess::{CHANNELS, HEIGHT, WIDTH};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tract_nnef::prelude::*;
 
@@ -22,6 +23,8 @@ pub struct TractBackend {
     batch_symbols: Vec<Symbol>,
     fixed_batch: Option<usize>,
     plans: Mutex<HashMap<usize, Plan>>,
+    /// Depthwise convolutions the last plan built runs with [`depthwise_op::FastDepthwise`].
+    fast_depthwise: AtomicUsize,
 }
 
 impl TractBackend {
@@ -64,6 +67,7 @@ impl TractBackend {
             batch_symbols,
             fixed_batch,
             plans: Mutex::new(HashMap::new()),
+            fast_depthwise: AtomicUsize::new(0),
         })
     }
 
@@ -107,8 +111,9 @@ impl TractBackend {
                 }
             }
         }
-        depthwise_op::rewrite(&mut concrete)
+        let replaced = depthwise_op::rewrite(&mut concrete)
             .map_err(|e| anyhow!("could not set up the depthwise kernel: {e:#}"))?;
+        self.fast_depthwise.store(replaced, Ordering::Relaxed);
         let plan = concrete
             .into_optimized()
             .and_then(|m| m.into_runnable())
@@ -140,6 +145,19 @@ impl Backend for TractBackend {
 
     fn name(&self) -> &'static str {
         "tract"
+    }
+
+    fn kernels(&self) -> Option<String> {
+        if depthwise_op::kept_tracts() {
+            return Some(format!("depthwise: tract's ({}=tract)", depthwise_op::ENV));
+        }
+        match self.fast_depthwise.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(format!(
+                "depthwise: ours, {} ({n} layers)",
+                depthwise_kernel::instructions()
+            )),
+        }
     }
 
     fn run_all(&self, input: &[f32], n: usize) -> Result<Vec<Vec<f32>>> {
