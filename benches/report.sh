@@ -15,4 +15,7 @@ cargo build --profile device --no-default-features -p fashion-tagger --bin tag
 export BENCH_FLOOR_DIR="$target/kernel-floor"
 cargo run --release -p training --example kernel_floor -- "$BENCH_FLOOR_DIR"
 cargo bench "${features[@]}" --bench preprocess --bench inference
+# HPL on one core, for the Pi and Orin estimates (skipped without Debian's hpcc).
+rm -f "$target/hpl.json"
+benches/hpl.sh 8000 || echo "HPL not run: no device estimates in this report" >&2
 "$target/release/examples/bench_report" "$target/criterion" docs/BENCHMARKS.md

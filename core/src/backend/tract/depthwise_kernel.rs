@@ -109,7 +109,7 @@ pub fn depthwise(
     assert!(g.stride_h > 0 && g.stride_w > 0 && g.out_h > 0 && g.out_w > 0);
     let by_rows = g.out_w >= PLANAR_MIN_WIDTH;
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+    if avx2_fma() {
         // SAFETY: the CPU has the features the function is compiled for.
         return unsafe { depthwise_avx2(g, input, taps, bias, clamp, out, by_rows) };
     }
@@ -123,7 +123,7 @@ pub fn depthwise(
 /// The instructions [`depthwise`] runs with on this CPU.
 pub fn instructions() -> &'static str {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+    if avx2_fma() {
         return "AVX2+FMA";
     }
     if cfg!(target_arch = "aarch64") {
@@ -131,6 +131,11 @@ pub fn instructions() -> &'static str {
     } else {
         "no FMA"
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_fma() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 
 #[cfg(target_arch = "x86_64")]
