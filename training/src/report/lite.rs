@@ -70,12 +70,13 @@ pub fn collect(runs: &Path, data: &Path) -> Result<usize> {
 
 const PICTURE: &str = "lite-real-val.png";
 
-/// Draws real-val balanced and station hard accuracy per epoch of every run into `img`.
+/// Draws real-val balanced and station hard accuracy per epoch of every run into `img`, one
+/// panel each.
 pub fn plot(inp: &Inputs, img: &Path) -> Result<()> {
     if inp.lites.is_empty() {
         return Ok(());
     }
-    let mut series = vec![];
+    let (mut real, mut hard) = (vec![], vec![]);
     for s in inp.lites.iter().map(|r| &r.summary) {
         let per = |f: fn(&LiteEpoch) -> f64| -> Vec<(f64, f64)> {
             s.state
@@ -84,15 +85,15 @@ pub fn plot(inp: &Inputs, img: &Path) -> Result<()> {
                 .map(|e| (e.epoch as f64, f(e)))
                 .collect()
         };
-        series.push((
-            format!("{} real-val balanced", s.name),
-            per(|e| e.real_val.balanced),
-        ));
-        series.push((format!("{} val hard", s.name), per(|e| e.hard_val)));
+        real.push((s.name.clone(), per(|e| e.real_val.balanced)));
+        hard.push((s.name.clone(), per(|e| e.hard_val)));
     }
     crate::report::plots::per_epoch(
-        "real-val balanced and station hard (val) per epoch",
-        &series,
+        "fine-tuning runs per epoch",
+        &[
+            ("real-val balanced accuracy", real),
+            ("station hard frames (val)", hard),
+        ],
         &img.join(PICTURE),
     )
 }

@@ -274,12 +274,20 @@ pub fn compare_val(models: &[(&str, Vec<(f64, f64)>)], path: &Path) -> Result<()
     Ok(())
 }
 
-/// Any per-epoch figures on one chart, titled: each series' name with its (epoch, value) points.
-pub fn per_epoch(title: &str, series: &[(String, Vec<(f64, f64)>)], path: &Path) -> Result<()> {
+/// Named lines: each series' name with its (x, y) points.
+pub type Series = Vec<(String, Vec<(f64, f64)>)>;
+
+/// Panels side by side, each several named lines against the epoch, under one title.
+pub fn per_epoch(title: &str, panels: &[(&str, Series)], path: &Path) -> Result<()> {
     font();
-    let root = BitMapBackend::new(path, (800, 450)).into_drawing_area();
+    let width = 700 * panels.len().max(1) as u32;
+    let root = BitMapBackend::new(path, (width, 650)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    lines(&root, title, "epoch", series)?;
+    let root = root.titled(title, ("sans-serif", 22)).map_err(err)?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    for (area, (caption, series)) in areas.iter().zip(panels) {
+        lines(area, caption, "epoch", series)?;
+    }
     root.present().map_err(err)?;
     Ok(())
 }
