@@ -62,7 +62,8 @@ impl Clamp {
     }
 
     #[inline(always)]
-    fn apply(lo: f32, hi: f32, values: &mut [f32]) {
+    fn apply(self, values: &mut [f32]) {
+        let (lo, hi) = (self.lo(), self.hi());
         for v in values {
             *v = v.max(lo).min(hi);
         }
@@ -192,7 +193,7 @@ fn run<const FUSED: bool>(
                     acc.copy_from_slice(bias);
                     point::<FUSED>(g, &scratch, pw, taps, oy, ox, &mut acc);
                     if let Some(c) = clamp {
-                        Clamp::apply(c.lo(), c.hi(), &mut acc);
+                        c.apply(&mut acc);
                     }
                     let at = oy * g.out_w + ox;
                     for (ch, v) in acc.iter().enumerate() {
@@ -277,7 +278,7 @@ fn planar<const FUSED: bool>(
                 }
             }
             if let Some(c) = clamp {
-                Clamp::apply(c.lo(), c.hi(), orow);
+                c.apply(orow);
             }
         }
     }
@@ -434,7 +435,7 @@ mod tests {
             let clamp = clamped.then(|| Clamp::new(-0.5, 1.5));
             let mut expected = reference(&g, &input, &taps, &bias);
             if let Some(c) = clamp {
-                Clamp::apply(c.lo(), c.hi(), &mut expected);
+                c.apply(&mut expected);
             }
             let mut out = vec![f32::NAN; g.output_len()];
             depthwise(&g, &input, &taps, &bias, clamp, &mut out);

@@ -211,7 +211,8 @@ fn clamp_rule(
         }
         last = next;
     }
-    rule_if!(last.id != node.id);
+    // With lo > hi the order of max and min would matter; the kernel applies max first.
+    rule_if!(last.id != node.id && lo <= hi);
     let mut patch = TypedModelPatch::default();
     let inputs: TVec<OutletId> = node
         .inputs
