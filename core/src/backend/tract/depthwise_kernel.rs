@@ -92,33 +92,34 @@ impl Geometry {
     }
 }
 
-/// `out = depthwise(input)`, clamped when `clamp` is given. `taps` is tap-major,
-/// `[kernel_h * kernel_w][channels]`; `bias` has one value per channel. Panics if a slice
-/// length does not match the geometry (the caller builds both from the same facts).
-pub fn depthwise(
-    g: &Geometry,
-    input: &[f32],
-    taps: &[f32],
-    bias: &[f32],
-    clamp: Option<Clamp>,
-    out: &mut [f32],
-) {
+/// One layer's parameters: `taps` tap-major, `[kernel_h * kernel_w][channels]`, one `bias` per
+/// channel, and the clamp applied to every output, if any.
+#[derive(Debug, Clone, Copy)]
+pub struct Weights<'a> {
+    pub taps: &'a [f32],
+    pub bias: &'a [f32],
+    pub clamp: Option<Clamp>,
+}
+
+/// `out = depthwise(input)` with layer `w`. Panics if a slice length does not match the
+/// geometry (the caller builds both from the same facts).
+pub fn depthwise(g: &Geometry, w: Weights, input: &[f32], out: &mut [f32]) {
     assert_eq!(input.len(), g.input_len());
     assert_eq!(out.len(), g.output_len());
-    assert_eq!(taps.len(), g.taps() * g.channels);
-    assert_eq!(bias.len(), g.channels);
+    assert_eq!(w.taps.len(), g.taps() * g.channels);
+    assert_eq!(w.bias.len(), g.channels);
     assert!(g.stride_h > 0 && g.stride_w > 0 && g.out_h > 0 && g.out_w > 0);
     let by_rows = g.out_w >= PLANAR_MIN_WIDTH;
     #[cfg(target_arch = "x86_64")]
     if avx2_fma() {
         // SAFETY: the CPU has the features the function is compiled for.
-        return unsafe { depthwise_avx2(g, input, taps, bias, clamp, out, by_rows) };
+        return unsafe { depthwise_avx2(g, w, input, out, by_rows) };
     }
     // aarch64 always has FMA; other targets without a detected FMA take plain multiply-adds.
     #[cfg(target_arch = "aarch64")]
-    run::<true>(g, input, taps, bias, clamp, out, by_rows);
+    run::<true>(g, w, input, out, by_rows);
     #[cfg(not(target_arch = "aarch64"))]
-    run::<false>(g, input, taps, bias, clamp, out, by_rows);
+    run::<false>(g, w, input, out, by_rows);
 }
 
 /// The instructions [`depthwise`] runs with on this CPU.
@@ -141,16 +142,8 @@ fn avx2_fma() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn depthwise_avx2(
-    g: &Geometry,
-    input: &[f32],
-    taps: &[f32],
-    bias: &[f32],
-    clamp: Option<Clamp>,
-    out: &mut [f32],
-    by_rows: bool,
-) {
-    run::<true>(g, input, taps, bias, clamp, out, by_rows)
+unsafe fn depthwise_avx2(g: &Geometry, w: Weights, input: &[f32], out: &mut [f32], by_rows: bool) {
+    run::<true>(g, w, input, out, by_rows)
 }
 
 /// Output rows at least this wide are computed a channel at a time along the rows; narrower
@@ -161,15 +154,7 @@ const PLANAR_MIN_WIDTH: usize = 12;
 /// `FUSED`: multiply-adds as single FMA instructions (only where the CPU has them: without,
 /// `mul_add` is a slow library call). `by_rows`: the loop order (see the module doc).
 #[inline(always)]
-fn run<const FUSED: bool>(
-    g: &Geometry,
-    input: &[f32],
-    taps: &[f32],
-    bias: &[f32],
-    clamp: Option<Clamp>,
-    out: &mut [f32],
-    by_rows: bool,
-) {
+fn run<const FUSED: bool>(g: &Geometry, w: Weights, input: &[f32], out: &mut [f32], by_rows: bool) {
     // Taken out and put back rather than borrowed in a closure: a closure would not inherit
     // the caller's target features, and `mul_add` would become a library call.
     let mut scratch = SCRATCH.take();
@@ -180,7 +165,7 @@ fn run<const FUSED: bool>(
         .zip(out.chunks_exact_mut(g.channels * plane_out));
     if by_rows {
         for (image, result) in images {
-            planar::<FUSED>(g, image, taps, bias, clamp, result, &mut scratch);
+            planar::<FUSED>(g, w, image, result, &mut scratch);
         }
     } else {
         let (ph, pw) = g.padded();
@@ -190,9 +175,9 @@ fn run<const FUSED: bool>(
             to_padded_channel_last(g, image, &mut scratch, pw);
             for oy in 0..g.out_h {
                 for ox in 0..g.out_w {
-                    acc.copy_from_slice(bias);
-                    point::<FUSED>(g, &scratch, pw, taps, oy, ox, &mut acc);
-                    if let Some(c) = clamp {
+                    acc.copy_from_slice(w.bias);
+                    point::<FUSED>(g, &scratch, pw, w.taps, oy, ox, &mut acc);
+                    if let Some(c) = w.clamp {
                         c.apply(&mut acc);
                     }
                     let at = oy * g.out_w + ox;
@@ -216,13 +201,10 @@ std::thread_local! {
 /// `stride_w` column phases (column `j * stride_w + p` of the padded plane is column `j` of
 /// phase `p`), so that every tap adds a contiguous run of one phase row to the output row.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn planar<const FUSED: bool>(
     g: &Geometry,
+    w: Weights,
     image: &[f32],
-    taps: &[f32],
-    bias: &[f32],
-    clamp: Option<Clamp>,
     result: &mut [f32],
     scratch: &mut Vec<f32>,
 ) {
@@ -261,23 +243,23 @@ fn planar<const FUSED: bool>(
                 }
             }
         }
-        for (t, w) in weights.iter_mut().enumerate() {
-            *w = taps[t * g.channels + ch];
+        for (t, v) in weights.iter_mut().enumerate() {
+            *v = w.taps[t * g.channels + ch];
         }
         let out = &mut result[ch * plane_out..][..plane_out];
         for (oy, orow) in out.chunks_exact_mut(g.out_w).enumerate() {
-            orow.fill(bias[ch]);
+            orow.fill(w.bias[ch]);
             for ky in 0..g.kernel_h {
                 let iy = oy * g.stride_h + ky;
                 for kx in 0..g.kernel_w {
-                    let w = weights[ky * g.kernel_w + kx];
+                    let tap = weights[ky * g.kernel_w + kx];
                     let src = &scratch[((kx % sw) * ph + iy) * qw + kx / sw..][..g.out_w];
                     for (o, s) in orow.iter_mut().zip(src) {
-                        *o = mul_add::<FUSED>(w, *s, *o);
+                        *o = mul_add::<FUSED>(tap, *s, *o);
                     }
                 }
             }
-            if let Some(c) = clamp {
+            if let Some(c) = w.clamp {
                 c.apply(orow);
             }
         }
@@ -438,10 +420,11 @@ mod tests {
                 c.apply(&mut expected);
             }
             let mut out = vec![f32::NAN; g.output_len()];
-            depthwise(&g, &input, &taps, &bias, clamp, &mut out);
+            let w = Weights { taps: &taps, bias: &bias, clamp };
+            depthwise(&g, w, &input, &mut out);
             for by_rows in [false, true] {
                 let mut plain = vec![f32::NAN; g.output_len()];
-                run::<false>(&g, &input, &taps, &bias, clamp, &mut plain, by_rows);
+                run::<false>(&g, w, &input, &mut plain, by_rows);
                 for (i, ((a, p), b)) in out.iter().zip(&plain).zip(&expected).enumerate() {
                     prop_assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "output {i}: {a} vs {b}");
                     prop_assert!((p - b).abs() <= 1e-4 * (1.0 + b.abs()), "output {i}: {p} vs {b}");

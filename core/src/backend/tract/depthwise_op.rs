@@ -8,7 +8,7 @@
 //! docs/speed.md). A following clamp (`Max` with a constant, then `Min` with a constant: how
 //! tract reads ONNX's `Clip`, the ReLU6 of EfficientNet-Lite) is folded into the operator.
 
-use super::depthwise_kernel::{depthwise, Clamp, Geometry};
+use super::depthwise_kernel::{depthwise, Clamp, Geometry, Weights};
 use tract_nnef::internal::*;
 use tract_nnef::tract_core::ops::binary::TypedBinOp;
 use tract_nnef::tract_core::ops::cnn::{Conv, KernelFormat};
@@ -55,14 +55,12 @@ impl EvalOp for FastDepthwise {
         let taps = taps.try_as_plain_ram()?;
         let bias = bias.try_as_plain_ram()?;
         let mut out = vec![0f32; g.output_len()];
-        depthwise(
-            g,
-            input,
-            taps.as_slice::<f32>()?,
-            bias.as_slice::<f32>()?,
-            self.clamp,
-            &mut out,
-        );
+        let w = Weights {
+            taps: taps.as_slice::<f32>()?,
+            bias: bias.as_slice::<f32>()?,
+            clamp: self.clamp,
+        };
+        depthwise(g, w, input, &mut out);
         let out =
             tract_ndarray::Array4::from_shape_vec((g.batch, g.channels, g.out_h, g.out_w), out)?
                 .into_tensor();
@@ -109,7 +107,8 @@ pub fn kept_tracts() -> bool {
     std::env::var(ENV).is_ok_and(|v| v == "tract")
 }
 
-fn count(model: &TypedModel) -> usize {
+/// Nodes of `model` that run the project's depthwise kernel.
+pub fn count(model: &TypedModel) -> usize {
     model
         .nodes()
         .iter()
@@ -338,6 +337,14 @@ mod tests {
             .collect()
     }
 
+    /// Every output within 1e-4 of tract's.
+    fn assert_close(got: &[f32], expected: &[f32], case: &str) {
+        assert_eq!(got.len(), expected.len(), "{case}");
+        for (a, b) in got.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-4, "{case}: {a} vs {b}");
+        }
+    }
+
     #[test]
     fn the_rewritten_graph_computes_what_tract_computes() {
         for padding in [
@@ -353,11 +360,7 @@ mod tests {
             let expected = run(model(channels, padding.clone()), &input);
             let mut rewritten = model(channels, padding.clone());
             assert_eq!(rewrite(&mut rewritten).unwrap(), 1, "{padding:?}");
-            let got = run(rewritten, &input);
-            assert_eq!(got.len(), expected.len());
-            for (a, b) in got.iter().zip(&expected) {
-                assert!((a - b).abs() < 1e-4, "{padding:?}: {a} vs {b}");
-            }
+            assert_close(&run(rewritten, &input), &expected, &format!("{padding:?}"));
         }
     }
 
@@ -386,11 +389,7 @@ mod tests {
                 .filter(|n| n.op_is::<TypedBinOp>())
                 .count();
             assert_eq!(binary_ops, left, "{bounds:?}");
-            let got = run(rewritten, &input);
-            assert_eq!(got.len(), expected.len());
-            for (a, b) in got.iter().zip(&expected) {
-                assert!((a - b).abs() < 1e-4, "{bounds:?}: {a} vs {b}");
-            }
+            assert_close(&run(rewritten, &input), &expected, &format!("{bounds:?}"));
         }
     }
 

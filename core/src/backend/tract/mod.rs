@@ -11,7 +11,6 @@ use super::Backend;
 use crate::preprocess::{CHANNELS, HEIGHT, WIDTH};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tract_nnef::prelude::*;
 
@@ -23,8 +22,6 @@ pub struct TractBackend {
     batch_symbols: Vec<Symbol>,
     fixed_batch: Option<usize>,
     plans: Mutex<HashMap<usize, Plan>>,
-    /// Depthwise convolutions the last plan built runs with [`depthwise_op::FastDepthwise`].
-    fast_depthwise: AtomicUsize,
 }
 
 impl TractBackend {
@@ -67,7 +64,6 @@ impl TractBackend {
             batch_symbols,
             fixed_batch,
             plans: Mutex::new(HashMap::new()),
-            fast_depthwise: AtomicUsize::new(0),
         })
     }
 
@@ -111,9 +107,8 @@ impl TractBackend {
                 }
             }
         }
-        let replaced = depthwise_op::rewrite(&mut concrete)
+        depthwise_op::rewrite(&mut concrete)
             .map_err(|e| anyhow!("could not set up the depthwise kernel: {e:#}"))?;
-        self.fast_depthwise.store(replaced, Ordering::Relaxed);
         let plan = concrete
             .into_optimized()
             .and_then(|m| m.into_runnable())
@@ -151,7 +146,9 @@ impl Backend for TractBackend {
         if depthwise_op::kept_tracts() {
             return Some(format!("depthwise: tract's ({}=tract)", depthwise_op::ENV));
         }
-        match self.fast_depthwise.load(Ordering::Relaxed) {
+        let plans = self.plans.lock().expect("plan cache");
+        let ours = plans.values().map(|p| depthwise_op::count(p.model())).max();
+        match ours.unwrap_or(0) {
             0 => None,
             n => Some(format!(
                 "depthwise: ours, {} ({n} layers)",
